@@ -1,0 +1,177 @@
+"""Typed dependencies: settings, database session, blob store, the authenticated user."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.orm import Session, sessionmaker
+
+from vize.config import Settings
+from vize.db.tables import User
+from vize.errors import InvalidInput, Unauthorized, VizeError
+from vize.services import users as users_service
+from vize.storage import BlobStore
+
+SESSION_COOKIE = "vize_session"
+SESSION_MAX_AGE = 14 * 24 * 3600
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass
+class AppState:
+    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    signer: URLSafeTimedSerializer
+    services: dict[str, Any]
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.vize
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: State) -> Settings:
+    return state.settings
+
+
+def get_db(state: State) -> Iterator[Session]:
+    session = state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_blobs(state: State) -> BlobStore:
+    return state.blobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DB = Annotated[Session, Depends(get_db)]
+Blobs = Annotated[BlobStore, Depends(get_blobs)]
+
+
+def csrf_token(signer: URLSafeTimedSerializer, session_value: str) -> str:
+    key = str(signer.secret_key).encode()
+    return hmac.new(key, b"csrf:" + session_value.encode(), sha256).hexdigest()
+
+
+def session_user_id(state: AppState, request: Request) -> str | None:
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = state.signer.loads(raw, max_age=SESSION_MAX_AGE)
+    except BadSignature:
+        return None
+    return str(data.get("uid")) if isinstance(data, dict) else None
+
+
+def _token_from_header(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not value.strip():
+        raise Unauthorized(
+            "Authorization header must be 'Token <your API token>'.", code="bad_auth_header"
+        )
+    return value.strip()
+
+
+def get_current_user(request: Request, state: State, db: DB) -> User:
+    token = _token_from_header(request)
+    if token is not None:
+        user = users_service.by_token(db, token)
+        if user is None:
+            raise Unauthorized("Invalid API token.", code="invalid_token")
+        return user
+    uid = session_user_id(state, request)
+    if uid is not None:
+        user = db.get(User, uid)
+        if user is not None:
+            _check_csrf(state, request)
+            return user
+    raise Unauthorized(
+        "Authentication required: send the header 'Authorization: Token <your API token>'.",
+        code="not_authenticated",
+    )
+
+
+def _check_csrf(state: AppState, request: Request) -> None:
+    """Cookie-authenticated writes must echo the CSRF token (header), else any site could."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get("x-csrftoken", "")
+    expected = csrf_token(state.signer, request.cookies.get(SESSION_COOKIE, ""))
+    if not hmac.compare_digest(sent, expected):
+        raise VizeError("CSRF token missing or wrong.", code="csrf_failed", status=403)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+@dataclass
+class Paging:
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+def get_paging(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 25,
+) -> Paging:
+    return Paging(page, page_size)
+
+
+PagingDep = Annotated[Paging, Depends(get_paging)]
+
+
+async def read_fields(request: Request) -> AsyncIterator[dict[str, Any]]:
+    """Body as a dict, from JSON, urlencoded or multipart: the Vize docs use all three."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        async with request.form() as form:  # closes spooled upload files afterwards
+            out: dict[str, Any] = {}
+            for key in form:
+                values = form.getlist(key)
+                out[key] = values if len(values) > 1 else values[0]
+            yield out
+        return
+    yield _parse_json(await request.body())
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("Request body is not valid JSON.", code="invalid_json") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("Request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+Fields = Annotated[dict[str, Any], Depends(read_fields)]

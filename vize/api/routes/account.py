@@ -1,0 +1,54 @@
+"""/v2/account/ — who am I, token regeneration, notification switch, usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vize.api.deps import DB, CurrentUser, Fields
+from vize.api.routing import SlashRouter
+from vize.api.schemas import iso
+from vize.db.tables import User
+from vize.services import usage as usage_service
+from vize.services import users as users_service
+
+router = SlashRouter(tags=["account"])
+
+
+def account_out(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "notify_email": user.notify_email,
+        "created": iso(user.created),
+    }
+
+
+@router.get("/account/", summary="Your account")
+def me(user: CurrentUser) -> dict[str, Any]:
+    return account_out(user)
+
+
+@router.patch("/account/", summary="Update email or the notification switch")
+def update_me(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
+    if "notify_email" in fields:
+        user.notify_email = str(fields["notify_email"]).lower() in ("1", "true", "yes", "on")
+    if fields.get("email") is not None:
+        email = str(fields["email"]).strip()
+        if email and not users_service.EMAIL_RE.match(email):
+            from vize.errors import InvalidInput
+
+            raise InvalidInput("Email address is not valid.", code="invalid_email")
+        user.email = email
+    db.flush()
+    return account_out(user)
+
+
+@router.post("/account/regenerate-token/", summary="Replace your API token")
+def regenerate_token(db: DB, user: CurrentUser) -> dict[str, Any]:
+    return {"token": users_service.regenerate_token(db, user)}
+
+
+@router.get("/usage/", summary="Images you have classified")
+def usage(db: DB, user: CurrentUser) -> dict[str, Any]:
+    return usage_service.summary(db, user.id)

@@ -1,0 +1,103 @@
+"""Application factory: ``create_app(settings)`` assembles everything; nothing is module-level."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from itsdangerous import URLSafeTimedSerializer
+
+from vize import __version__
+from vize.api.deps import AppState
+from vize.api.routes import account, images, labels, tasks
+from vize.config import Settings
+from vize.db.engine import make_engine, make_sessionmaker
+from vize.db.migrate import upgrade
+from vize.errors import install_error_handlers
+from vize.storage import LocalBlobStore
+
+API_PREFIXES = ("/v2", "/recognition/v2")
+Extension = Callable[[FastAPI, AppState], Any]
+
+
+def load_secret(settings: Settings) -> str:
+    """The configured secret, else one generated on first start and kept in the data dir."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def api_router() -> APIRouter:
+    router = APIRouter()
+    for module in (tasks, labels, images, account):
+        router.include_router(module.router)
+    return router
+
+
+def create_app(settings: Settings | None = None, extensions: list[Extension] | None = None) -> FastAPI:
+    settings = settings or Settings()
+    hooks = list(extensions or []) + default_extensions()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        upgrade(engine)
+        state = AppState(
+            settings=settings,
+            sessions=make_sessionmaker(engine),
+            blobs=LocalBlobStore(settings.blob_dir),
+            signer=URLSafeTimedSerializer(load_secret(settings), salt="vize-session"),
+            services={"after_upload": lambda ids: None},
+        )
+        app.state.vize = state
+        closers = []
+        for hook in hooks:
+            closer = hook(app, state)
+            if closer is not None:
+                closers.append(closer)
+        try:
+            yield
+        finally:
+            for closer in reversed(closers):
+                closer()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Vize",
+        version=__version__,
+        description="Trainable image recognition API (Vize / Ximilar compatible).",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    router = api_router()
+    app.include_router(router, prefix=API_PREFIXES[0])
+    app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
+    _add_meta_routes(app)
+    return app
+
+
+def default_extensions() -> list[Extension]:
+    return []
+
+
+def _add_meta_routes(app: FastAPI) -> None:
+    @app.get("/recognition/swagger/", include_in_schema=False)
+    @app.get("/recognition/swagger", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Vize API")
+
+    @app.get("/health", tags=["meta"], summary="Liveness and version")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}

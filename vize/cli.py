@@ -1,0 +1,110 @@
+"""The ``vize`` command: server administration (serve, migrate, users)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from vize.config import Settings
+
+
+def _ensure_default_user(settings: Settings) -> tuple[str, str] | None:
+    from sqlalchemy import select
+
+    from vize.db.engine import make_engine, make_sessionmaker, session_scope
+    from vize.db.migrate import upgrade
+    from vize.db.tables import User
+    from vize.services import users
+
+    engine = make_engine(settings)
+    upgrade(engine)
+    try:
+        with session_scope(make_sessionmaker(engine)) as db:
+            if not settings.default_user or db.scalar(select(User.id).limit(1)):
+                return None
+            user = users.create_user(db, settings.default_user)
+            return user.username, user.api_token
+    finally:
+        engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vize.app import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings(**overrides)
+    created = _ensure_default_user(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"Vize {url}  (API docs {url}/docs, web UI {url}/)", flush=True)
+    if created:
+        print(f"Created user {created[0]!r}; API token:\n{created[1]}", flush=True)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info",
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from vize.db.engine import make_engine
+    from vize.db.migrate import upgrade
+
+    settings = Settings()
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+    print(f"Database is up to date ({engine.url.render_as_string(hide_password=True)}).")
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from vize.db.engine import make_engine, make_sessionmaker, session_scope
+    from vize.db.migrate import upgrade
+    from vize.errors import VizeError
+    from vize.services import users
+
+    engine = make_engine(Settings())
+    upgrade(engine)
+    try:
+        with session_scope(make_sessionmaker(engine)) as db:
+            user = users.create_user(db, args.username, email=args.email, password=args.password)
+            token = user.api_token
+    except VizeError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"Created user {args.username!r}. API token:")
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vize", description="Vize image recognition service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    migrate = sub.add_parser("migrate", help="create or upgrade the database")
+    migrate.set_defaults(func=cmd_migrate)
+    users_p = sub.add_parser("users", help="manage users")
+    users_sub = users_p.add_subparsers(dest="users_command", required=True)
+    create = users_sub.add_parser("create", help="create a user and print their API token")
+    create.add_argument("username")
+    create.add_argument("--email", default="")
+    create.add_argument("--password")
+    create.set_defaults(func=cmd_users_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Settings, read from the environment with the ``VIZE_`` prefix."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. The README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="VIZE_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Where SQLite, images and models live.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir.")
+    broker_url: str = Field("", description="Redis URL; set it to run jobs on Celery workers.")
+    storage_dir: Path | None = Field(
+        None, description="Blob store folder (images, models); default data_dir/blobs."
+    )
+    host: str = Field("127.0.0.1", description="Address `vize serve` binds to.")
+    port: int = Field(8000, description="Port `vize serve` listens on.")
+    public_url: str = Field("", description="Base URL used in links; default from the request.")
+    secret_key: str = Field("", description="Signs session cookies; default: generated once.")
+    default_user: str = Field("admin", description="User created on first start (empty: none).")
+    min_images_per_label: int = Field(20, description="Images each label needs to train.")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest image accepted.")
+    max_image_pixels: int = Field(40_000_000, description="Decompression-bomb guard.")
+    backbone: str = Field("efficientnet_lite0", description="Default embedding backbone(s).")
+    inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
+    url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")
+    url_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts exempt from the SSRF guard (tests only)."
+    )
+    smtp_url: str = Field("", description="smtp://user:pass@host:port; empty = outbox folder.")
+    mail_from: str = Field("vize@localhost", description="Sender of notification emails.")
+    model_refresh_seconds: float = Field(
+        5.0, description="How often a replica re-checks a task's deployed version."
+    )
+    classify_rate_per_minute: int = Field(0, description="Per-user classify limit; 0 = none.")
+    monthly_quota: int = Field(0, description="Per-user classified images a month; 0 = none.")
+    embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'vize.sqlite3').resolve()}"
+
+    @cached_property
+    def blob_dir(self) -> Path:
+        return (self.storage_dir or self.data_dir / "blobs").resolve()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

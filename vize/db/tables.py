@@ -1,0 +1,180 @@
+"""The relational schema. Alembic migrations in ``vize/db/migrations`` create exactly this."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    api_token: Mapped[str] = mapped_column(String(64), unique=True)
+    notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskLabel(Base):
+    __tablename__ = "task_labels"
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    label_id: Mapped[str] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ImageLabel(Base):
+    __tablename__ = "image_labels"
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    label_id: Mapped[str] = mapped_column(
+        ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(20), default="multi_class")
+    production_version: Mapped[int] = mapped_column(Integer, default=-1)
+    # True once the owner picked a version: later trainings then leave production alone.
+    production_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_train_status: Mapped[str] = mapped_column(String(20), default="")
+    negative_label_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    webhook_url: Mapped[str] = mapped_column(String(2000), default="")
+    webhook_secret: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    labels: Mapped[list[Label]] = relationship(
+        secondary="task_labels", back_populates="tasks", order_by="Label.name"
+    )
+
+
+class Label(Base):
+    __tablename__ = "labels"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    output_name: Mapped[str] = mapped_column(String(255), default="")
+    type: Mapped[str] = mapped_column(String(20), default="category")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    tasks: Mapped[list[Task]] = relationship(secondary="task_labels", back_populates="labels")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("owner_id", "sha256", name="uq_images_owner_sha256"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(255))
+    thumb_key: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(50))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    file_name: Mapped[str] = mapped_column(String(255), default="")
+    meta_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    test_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    labels: Mapped[list[Label]] = relationship(secondary="image_labels", order_by="Label.name")
+
+
+class Embedding(Base):
+    """One vector per (image, backbone, view): computed once, reused by every training."""
+
+    __tablename__ = "embeddings"
+    image_id: Mapped[str] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    backbone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    view: Mapped[str] = mapped_column(String(16), primary_key=True, default="orig")
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Model(Base):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("task_id", "version", name="uq_models_task_version"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    train_status: Mapped[str] = mapped_column(String(20), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_key: Mapped[str] = mapped_column(String(255), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    images_count: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    finished: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Job(Base):
+    """Source of truth for background work, whichever runner executes it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_kind", "state", "kind"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    model_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    error: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(255), default="")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(nullable=True)
+    heartbeat: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Usage(Base):
+    """Images classified per user per day (billing counts each image of a batch)."""
+
+    __tablename__ = "usage"
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    classifications: Mapped[int] = mapped_column(Integer, default=0)

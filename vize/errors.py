@@ -1,0 +1,128 @@
+"""One error envelope for every error: ``{"detail": str, "code": str, ["errors": [...]]}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class VizeError(Exception):
+    """A failure the client caused or must know about; services raise it, the app renders it."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.extra = extra or {}
+        self.headers = headers
+
+
+class NotFound(VizeError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(VizeError):
+    status = 401
+    code = "not_authenticated"
+
+
+class Conflict(VizeError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidInput(VizeError):
+    status = 400
+    code = "invalid"
+
+
+class PayloadTooLarge(VizeError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMedia(VizeError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class TooManyRequests(VizeError):
+    status = 429
+    code = "rate_limited"
+
+
+class StorageError(VizeError):
+    status = 507
+    code = "storage_error"
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": detail, "code": code, **extra}
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        errors.append({"field": ".".join(loc) or None, "message": err.get("msg", "invalid")})
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VizeError)
+    async def _vize(_: Request, exc: VizeError) -> JSONResponse:
+        body = error_body(exc.detail, exc.code, **exc.extra)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+        body = error_body(f"Invalid input: {summary}", "invalid", errors=errors)
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "Not found."
+        headers = getattr(exc, "headers", None)
+        return JSONResponse(error_body(detail, code), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body("Internal server error.", "internal_error"), status_code=500)

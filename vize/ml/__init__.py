@@ -1,0 +1,1 @@
+"""Machine-learning core of Vize: backbones (ONNX), preprocessing, embedding, heads."""

@@ -1,0 +1,165 @@
+"""Training images: content-addressed intake with per-user dedupe, labels, filters."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from vize.config import Settings
+from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User
+from vize.errors import InvalidInput
+from vize.services.common import Page, get_owned, paginate
+from vize.services.imaging import check_image, make_thumbnail
+from vize.storage import BlobStore
+
+
+@dataclass
+class Upload:
+    image: Image
+    created: bool  # False: the same content was already there
+
+
+def blob_keys(sha: str) -> tuple[str, str]:
+    return f"images/{sha[:2]}/{sha}", f"thumbs/{sha[:2]}/{sha}.jpg"
+
+
+def upload_image(
+    db: Session,
+    blobs: BlobStore,
+    settings: Settings,
+    user: User,
+    data: bytes,
+    *,
+    file_name: str = "",
+    labels: list[Label] | None = None,
+    meta_data: dict[str, Any] | None = None,
+    test_image: bool = False,
+) -> Upload:
+    """Validate, store the blob (before the row, so a row never points at nothing), insert."""
+    sha = hashlib.sha256(data).hexdigest()
+    existing = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
+    if existing is not None:
+        return Upload(existing, created=False)
+    checked = check_image(
+        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+    )
+    key, thumb_key = blob_keys(sha)
+    if not blobs.exists(key):
+        blobs.put(key, data)
+    if not blobs.exists(thumb_key):
+        blobs.put(thumb_key, make_thumbnail(checked.image))
+    image = Image(
+        owner_id=user.id,
+        sha256=sha,
+        blob_key=key,
+        thumb_key=thumb_key,
+        content_type=checked.content_type,
+        size=len(data),
+        width=checked.width,
+        height=checked.height,
+        file_name=_clean_name(file_name),
+        meta_data=meta_data or {},
+        test_image=test_image,
+        labels=list(labels or []),
+    )
+    try:
+        with db.begin_nested():
+            db.add(image)
+            db.flush()
+    except IntegrityError:
+        # A concurrent upload of the same content won the race: answer with its row.
+        winner = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
+        if winner is None:
+            raise
+        return Upload(winner, created=False)
+    return Upload(image, created=True)
+
+
+def _clean_name(name: str) -> str:
+    # Keep only the last path component: the name is shown, never used as a path.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(ch for ch in base if ch.isprintable())[:255]
+
+
+def get_image(db: Session, user: User, image_id: object) -> Image:
+    return get_owned(db, Image, image_id, user.id, "Training image")
+
+
+def list_images(
+    db: Session,
+    user: User,
+    offset: int,
+    limit: int,
+    *,
+    task_id: str | None = None,
+    label_ids: list[str] | None = None,
+    test: bool | None = None,
+    search: str | None = None,
+) -> Page[Image]:
+    stmt = (
+        select(Image)
+        .where(Image.owner_id == user.id)
+        .options(selectinload(Image.labels))
+        .order_by(Image.created.desc(), Image.id)
+    )
+    if task_id is not None:
+        in_task = (
+            select(ImageLabel.image_id)
+            .join(TaskLabel, TaskLabel.label_id == ImageLabel.label_id)
+            .where(TaskLabel.task_id == task_id, ImageLabel.image_id == Image.id)
+        )
+        stmt = stmt.where(exists(in_task))
+    for label_id in label_ids or []:
+        stmt = stmt.where(
+            exists().where(ImageLabel.image_id == Image.id, ImageLabel.label_id == label_id)
+        )
+    if test is not None:
+        stmt = stmt.where(Image.test_image.is_(test))
+    if search:
+        stmt = stmt.where(or_(Image.file_name.ilike(f"%{search}%"), Image.id == search))
+    return paginate(db, stmt, offset, limit)
+
+
+def update_image(db: Session, image: Image, fields: dict[str, Any]) -> Image:
+    if "meta_data" in fields and fields["meta_data"] is not None:
+        if not isinstance(fields["meta_data"], dict):
+            raise InvalidInput("meta_data must be a JSON object.", code="invalid_meta_data")
+        image.meta_data = fields["meta_data"]
+    if fields.get("test_image") is not None:
+        image.test_image = bool(fields["test_image"])
+    db.flush()
+    return image
+
+
+def add_label(db: Session, image: Image, label: Label) -> Image:
+    if label not in image.labels:
+        image.labels.append(label)
+        db.flush()
+    return image
+
+
+def remove_label(db: Session, image: Image, label: Label) -> Image:
+    if label in image.labels:
+        image.labels.remove(label)
+        db.flush()
+    return image
+
+
+def delete_image(db: Session, image: Image) -> tuple[str, list[str]]:
+    """Remove the row; returns what ``purge_unused_blobs`` should check after the commit."""
+    keys = (image.sha256, [image.blob_key, image.thumb_key])
+    db.delete(image)
+    db.flush()
+    return keys
+
+
+def purge_unused_blobs(db: Session, blobs: BlobStore, sha: str, keys: list[str]) -> None:
+    """Delete blobs once no row of any user shares the content (called after commit)."""
+    if not db.scalar(select(func.count()).where(Image.sha256 == sha)):
+        for key in keys:
+            blobs.delete(key)

@@ -1,0 +1,104 @@
+"""Labels: the user's own, attached to any number of their tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vize.db.tables import ImageLabel, Label, Task, TaskLabel, User
+from vize.errors import InvalidInput
+from vize.services.common import Page, get_owned, paginate
+
+LABEL_TYPES = ("category", "tag")
+
+
+def list_labels(
+    db: Session,
+    user: User,
+    offset: int,
+    limit: int,
+    task: Task | None = None,
+    search: str | None = None,
+) -> Page[Label]:
+    stmt = select(Label).where(Label.owner_id == user.id).order_by(Label.name, Label.id)
+    if task is not None:
+        stmt = stmt.join(TaskLabel, TaskLabel.label_id == Label.id).where(
+            TaskLabel.task_id == task.id
+        )
+    if search:
+        stmt = stmt.where(Label.name.ilike(f"%{search}%"))
+    return paginate(db, stmt, offset, limit)
+
+
+def get_label(db: Session, user: User, label_id: object) -> Label:
+    return get_owned(db, Label, label_id, user.id, "Label")
+
+
+def _check(fields: dict[str, Any]) -> None:
+    if "name" in fields and not str(fields["name"] or "").strip():
+        raise InvalidInput("Label name must not be empty.", code="invalid_name")
+    if fields.get("type") is not None and fields["type"] not in LABEL_TYPES:
+        raise InvalidInput("Label type must be 'category' or 'tag'.", code="invalid_label_type")
+
+
+def create_label(db: Session, user: User, fields: dict[str, Any], task: Task | None) -> Label:
+    _check(fields)
+    label_type = fields.get("type") or (
+        "tag" if task is not None and task.type == "multi_label" else "category"
+    )
+    label = Label(
+        owner_id=user.id,
+        name=str(fields["name"]).strip(),
+        description=fields.get("description") or "",
+        output_name=fields.get("output_name") or "",
+        type=label_type,
+    )
+    db.add(label)
+    db.flush()
+    if task is not None:
+        task.labels.append(label)
+        db.flush()
+    return label
+
+
+def update_label(db: Session, label: Label, fields: dict[str, Any]) -> Label:
+    _check(fields)
+    for key in ("name", "description", "output_name", "type"):
+        if fields.get(key) is not None:
+            setattr(label, key, str(fields[key]).strip() if key == "name" else fields[key])
+    db.flush()
+    return label
+
+
+def delete_label(db: Session, label: Label) -> None:
+    negative_of = db.scalar(select(Task.id).where(Task.negative_label_id == label.id))
+    if negative_of:
+        raise InvalidInput(
+            "This is the automatic negative label of a tagging task; delete the task instead.",
+            code="negative_label",
+        )
+    db.delete(label)
+    db.flush()
+
+
+def counts(db: Session, label_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """(images_count, tasks_count) per label id, in two grouped queries."""
+    if not label_ids:
+        return {}
+    images = dict(
+        db.execute(
+            select(ImageLabel.label_id, func.count())
+            .where(ImageLabel.label_id.in_(label_ids))
+            .group_by(ImageLabel.label_id)
+        ).all()
+    )
+    tasks = dict(
+        db.execute(
+            select(TaskLabel.label_id, func.count())
+            .where(TaskLabel.label_id.in_(label_ids))
+            .group_by(TaskLabel.label_id)
+        ).all()
+    )
+    return {lid: (images.get(lid, 0), tasks.get(lid, 0)) for lid in label_ids}

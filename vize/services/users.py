@@ -1,0 +1,90 @@
+"""Accounts: creation, password (argon2) and API-token authentication."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vize.db.tables import User
+from vize.errors import Conflict, InvalidInput
+
+_hasher = PasswordHasher()
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+MIN_PASSWORD = 8
+
+
+def new_token() -> str:
+    return secrets.token_hex(20)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(user: User, password: str) -> bool:
+    if not user.password_hash:
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(
+    db: Session, username: str, *, email: str = "", password: str | None = None
+) -> User:
+    if not USERNAME_RE.match(username):
+        raise InvalidInput(
+            "Username must be 1-150 letters, digits or _.@+- characters.", code="invalid_username"
+        )
+    if email and not EMAIL_RE.match(email):
+        raise InvalidInput("Email address is not valid.", code="invalid_email")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise InvalidInput(
+            f"Password must have at least {MIN_PASSWORD} characters.", code="weak_password"
+        )
+    if db.scalar(select(User.id).where(User.username == username)):
+        raise Conflict(f"User {username!r} already exists.", code="user_exists")
+    user = User(
+        username=username,
+        email=email,
+        password_hash=hash_password(password) if password else "",
+        api_token=new_token(),
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def by_token(db: Session, token: str) -> User | None:
+    if not token or len(token) > 64:
+        return None
+    user = db.scalar(select(User).where(User.api_token == token))
+    # The index lookup already matched; compare again in constant time for good measure.
+    if user is None or not secrets.compare_digest(user.api_token, token):
+        return None
+    return user
+
+
+def by_username(db: Session, username: str) -> User | None:
+    return db.scalar(select(User).where(User.username == username))
+
+
+def authenticate(db: Session, username: str, password: str) -> User | None:
+    user = by_username(db, username)
+    if user is None:
+        _hasher.hash(password)  # equalise timing with the existing-user path
+        return None
+    return user if verify_password(user, password) else None
+
+
+def regenerate_token(db: Session, user: User) -> str:
+    user.api_token = new_token()
+    db.flush()
+    return user.api_token
