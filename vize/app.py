@@ -12,7 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from itsdangerous import URLSafeTimedSerializer
 
-from vize import __version__
+from vize import __version__, web
 from vize.api.deps import AppState
 from vize.api.routes import account, images, labels, tasks
 from vize.config import Settings
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, extensions: list[Extension] | N
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
     _add_meta_routes(app)
+    web.install(app)
     return app
 
 

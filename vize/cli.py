@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", default="")
     create.add_argument("--password")
     create.set_defaults(func=cmd_users_create)
+    from vize.client.cli import register
+
+    register(sub)
     return parser
 
 
