@@ -48,7 +48,9 @@ def embed_all(emb: Embedder, files: list[Path], cache: Path) -> dict[str, np.nda
         x = np.stack([preprocess(b, cfg) for b in raw])
         out[name] = emb.embed(name, x)
         out[name + ":flip"] = emb.embed(name, hflip(x))
-        crops = np.stack([preprocess(centre_crop(Image.open(f).convert("RGB")), cfg) for f in files])
+        crops = np.stack(
+            [preprocess(centre_crop(Image.open(f).convert("RGB")), cfg) for f in files]
+        )
         out[name + ":crop"] = emb.embed(name, crops)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
@@ -65,8 +67,13 @@ def split(labels: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_variant(
-    feats: dict[str, np.ndarray], labels: list[str], names: tuple[str, ...], c: float,
-    flip_train: bool, flip_test: bool, suffix: str = "",
+    feats: dict[str, np.ndarray],
+    labels: list[str],
+    names: tuple[str, ...],
+    c: float,
+    flip_train: bool,
+    flip_test: bool,
+    suffix: str = "",
 ) -> float:
     x = np.concatenate([feats[n + suffix] for n in names], axis=1)
     xf = np.concatenate([feats[n + ":flip"] for n in names], axis=1)
@@ -77,8 +84,14 @@ def run_variant(
     for seed in SEEDS:
         tr, te = split(labels, seed)
         head = train_head(
-            x[tr], list(y[tr]), classes, "multi_class", TrainParams(C=c), backbones=names,
-            block_dims=dims, augment=xf[tr] if flip_train else None,
+            x[tr],
+            list(y[tr]),
+            classes,
+            "multi_class",
+            TrainParams(C=c),
+            backbones=names,
+            block_dims=dims,
+            augment=xf[tr] if flip_train else None,
         )
         probs = head_scores(head, x[te])
         if flip_test:
@@ -101,8 +114,10 @@ def speed(emb: Embedder, files: list[Path], repeats: int = 5) -> None:
                 t = time.perf_counter()
                 emb.embed(name, x[:bs])
                 per.append((time.perf_counter() - t) / bs * 1000)
-            print(f"{name}: batch {bs:2d}: {np.median(per):6.2f} ms/image "
-                  f"(threads={emb.intra_op_threads}); preprocess {pre_ms:.2f} ms/image")
+            print(
+                f"{name}: batch {bs:2d}: {np.median(per):6.2f} ms/image "
+                f"(threads={emb.intra_op_threads}); preprocess {pre_ms:.2f} ms/image"
+            )
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from vize import __version__, web
 from vize.api.deps import AppState
-from vize.api.routes import account, images, labels, tasks
+from vize.api.routes import account, classify, images, labels, models, tasks, training
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
@@ -39,7 +39,7 @@ def load_secret(settings: Settings) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter()
-    for module in (tasks, labels, images, account):
+    for module in (tasks, labels, images, account, training, models, classify):
         router.include_router(module.router)
     return router
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, extensions: list[Extension] | N
             sessions=make_sessionmaker(engine),
             blobs=LocalBlobStore(settings.blob_dir),
             signer=URLSafeTimedSerializer(load_secret(settings), salt="vize-session"),
-            services={"after_upload": lambda ids: None},
+            services={},
         )
         app.state.vize = state
         closers = []
@@ -84,13 +84,39 @@ def create_app(settings: Settings | None = None, extensions: list[Extension] | N
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
+    app.include_router(classify.v1_router, prefix="/v1")
     _add_meta_routes(app)
     web.install(app)
     return app
 
 
 def default_extensions() -> list[Extension]:
-    return []
+    return [install_jobs]
+
+
+def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
+    """Recognizer for serving, job context and runner; returns the shutdown callback."""
+    from vize.jobs.setup import build_context, make_runner, queue_embedding
+    from vize.services.recognition import Recognizer
+
+    ctx = build_context(state.settings, sessions=state.sessions, blobs=state.blobs)
+    runner = make_runner(ctx)
+    recognizer = Recognizer(state.settings)
+    state.services.update(
+        recognizer=recognizer,
+        runner=runner,
+        job_context=ctx,
+        after_upload=lambda owner_id: queue_embedding(ctx, runner, owner_id),
+    )
+    if state.settings.embedded_worker:  # off: jobs wait in the table (tests, API-only nodes)
+        runner.start()
+
+    def close() -> None:
+        runner.stop()
+        recognizer.close()
+        ctx.services["trainer_recognizer"].close()
+
+    return close
 
 
 def _add_meta_routes(app: FastAPI) -> None:

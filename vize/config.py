@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     min_images_per_label: int = Field(20, description="Images each label needs to train.")
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest image accepted.")
     max_image_pixels: int = Field(40_000_000, description="Decompression-bomb guard.")
-    backbone: str = Field("efficientnet_lite0", description="Default embedding backbone(s).")
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="Embedding backbone(s) for new trainings, comma-separated to concatenate.",
+    )
+    flip_augment: bool = Field(False, description="Also train on horizontally flipped images.")
+    train_threads: int = Field(2, description="ONNX threads a training job may use.")
     inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
     url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")
     url_allow_hosts: list[str] = Field(
@@ -52,6 +57,10 @@ class Settings(BaseSettings):
     @cached_property
     def blob_dir(self) -> Path:
         return (self.storage_dir or self.data_dir / "blobs").resolve()
+
+    @property
+    def backbone_list(self) -> list[str]:
+        return [b.strip() for b in self.backbone.split(",") if b.strip()]
 
     @property
     def is_sqlite(self) -> bool:

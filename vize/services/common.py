@@ -15,6 +15,9 @@ from vize.errors import InvalidInput, NotFound
 T = TypeVar("T")
 B = TypeVar("B", bound=Base)
 
+# Text columns without a declared length still get a cap: a request must not store megabytes.
+LONG_TEXT = 10_000
+
 
 @dataclass
 class Page(Generic[T]):
@@ -45,3 +48,40 @@ def get_owned(db: Session, table: type[B], obj_id: object, owner_id: str, what: 
     if obj is None or getattr(obj, "owner_id", None) != owner_id:
         raise NotFound(f"{what} not found.")
     return obj
+
+
+def text_field(value: object, field: str, max_len: int, *, strip: bool = False) -> str:
+    """A client-sent text value checked the same on every database.
+
+    SQLite stores any length, any type and NUL characters; PostgreSQL refuses all three with
+    an error the client would see as a 500. So they are refused here, alike, as a 400."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidInput(f"Field '{field}' must be a string.", code="invalid_field")
+    text = str(value).strip() if strip else str(value)
+    if "\x00" in text:
+        raise InvalidInput(f"Field '{field}' must not contain NUL characters.", code="invalid_field")
+    if len(text) > max_len:
+        raise InvalidInput(
+            f"Field '{field}' is longer than {max_len} characters.", code="invalid_field"
+        )
+    return text
+
+
+def int_field(value: object, field: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"Field '{field}' must be an integer.", code="invalid_field")
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise InvalidInput(f"Field '{field}' must be an integer.", code="invalid_field") from None
+
+
+def like_pattern(search: str) -> str:
+    """``%search%`` for ILIKE with the wildcards of the search text taken literally (escape
+    ``\\``); NULs are dropped because PostgreSQL cannot even receive them."""
+    text = search.replace("\x00", "")
+    for ch in ("\\", "%", "_"):
+        text = text.replace(ch, "\\" + ch)
+    return f"%{text}%"

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from vize.db.tables import Label, Model, Task, User
+from vize.db.tables import Label, Model, Task, TaskLabel, User
 from vize.errors import InvalidInput
-from vize.services.common import Page, get_owned, paginate
+from vize.services.common import (
+    LONG_TEXT,
+    Page,
+    get_owned,
+    int_field,
+    like_pattern,
+    paginate,
+    text_field,
+)
 
 TASK_TYPES = ("multi_class", "multi_label")
 NEGATIVE_LABEL_NAME = "negative"
@@ -25,7 +33,7 @@ def list_tasks(
         .order_by(Task.created.desc(), Task.id)
     )
     if search:
-        stmt = stmt.where(Task.name.ilike(f"%{search}%"))
+        stmt = stmt.where(Task.name.ilike(like_pattern(search), escape="\\"))
     return paginate(db, stmt, offset, limit)
 
 
@@ -33,20 +41,36 @@ def get_task(db: Session, user: User, task_id: object) -> Task:
     return get_owned(db, Task, task_id, user.id, "Task")
 
 
-def _check_fields(fields: dict[str, Any]) -> None:
-    if "name" in fields and not str(fields["name"] or "").strip():
-        raise InvalidInput("Task name must not be empty.", code="invalid_name")
+def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The writable fields, validated; keys the client did not send stay absent."""
+    out: dict[str, Any] = {}
+    if "name" in fields:
+        out["name"] = text_field(fields["name"], "name", 255, strip=True)
+        if not out["name"]:
+            raise InvalidInput("Task name must not be empty.", code="invalid_name")
+    if "description" in fields:
+        out["description"] = text_field(fields["description"], "description", LONG_TEXT)
+    if "webhook_url" in fields:
+        out["webhook_url"] = _webhook_url(fields["webhook_url"])
     if "type" in fields and fields["type"] not in TASK_TYPES:
         raise InvalidInput(
             f"Task type must be one of {', '.join(TASK_TYPES)}.", code="invalid_task_type"
         )
+    return out
+
+
+def _webhook_url(value: object) -> str:
+    url = text_field(value, "webhook_url", 2000, strip=True)
+    if url and not url.lower().startswith(("http://", "https://")):
+        raise InvalidInput("webhook_url must be an http(s) URL.", code="invalid_webhook_url")
+    return url
 
 
 def create_task(
     db: Session, user: User, name: str, description: str = "", type: str = "multi_class"
 ) -> Task:
-    _check_fields({"name": name, "type": type})
-    task = Task(owner_id=user.id, name=name.strip(), description=description or "", type=type)
+    clean = _check_fields({"name": name, "description": description, "type": type})
+    task = Task(owner_id=user.id, type=type, **clean)
     db.add(task)
     db.flush()
     if type == "multi_label":
@@ -69,14 +93,15 @@ def _attach_negative_label(db: Session, user: User, task: Task) -> None:
 
 
 def update_task(db: Session, user: User, task: Task, fields: dict[str, Any]) -> Task:
-    _check_fields(fields)
-    if "type" in fields and fields["type"] != task.type:
+    # None means "not sent" for PATCH and PUT alike (forms cannot send null).
+    clean = _check_fields({k: v for k, v in fields.items() if v is not None})
+    if "type" in fields and fields["type"] is not None and fields["type"] != task.type:
         raise InvalidInput("A task's type cannot change; create a new task.", code="type_fixed")
-    for key in ("name", "description", "webhook_url"):
-        if key in fields and fields[key] is not None:
-            setattr(task, key, str(fields[key]).strip() if key == "name" else fields[key])
+    for key, value in clean.items():
+        setattr(task, key, value)
     if fields.get("production_version") is not None:
-        set_production_version(db, task, int(fields["production_version"]))
+        version = int_field(fields["production_version"], "production_version")
+        set_production_version(db, task, version)
     db.flush()
     return task
 
@@ -92,8 +117,18 @@ def set_production_version(db: Session, task: Task, version: int) -> None:
 
 
 def delete_task(db: Session, task: Task) -> None:
+    negative = db.get(Label, task.negative_label_id) if task.negative_label_id else None
     db.delete(task)
     db.flush()
+    # The automatic negative label belongs to its task: it goes too, unless the owner has
+    # attached it to another task since.
+    if negative is not None and not _attached_anywhere(db, negative.id):
+        db.delete(negative)
+        db.flush()
+
+
+def _attached_anywhere(db: Session, label_id: str) -> bool:
+    return bool(db.scalar(select(func.count()).where(TaskLabel.label_id == label_id)))
 
 
 def add_label(db: Session, user: User, task: Task, label: Label) -> Task:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    """Add the web pages and static assets to ``app`` (filled in by the web UI work)."""
+    """Add the web pages and static assets to ``app``."""
+    from vize.web import pages_account, pages_models, pages_tasks
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (pages_account, pages_tasks, pages_models):
+        app.include_router(module.router)

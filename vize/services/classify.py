@@ -1,0 +1,138 @@
+"""Classification of up to 10 records with a task's deployed (or a chosen) model version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vize.config import Settings
+from vize.db.tables import Label, Model, Task, User
+from vize.errors import InvalidInput, VizeError
+from vize.ml.predictor import Head
+from vize.ml.preprocess import ImageDecodeError
+from vize.services import tasks as tasks_service
+from vize.services.fetch import fetch_image
+from vize.services.imaging import decode_base64
+from vize.services.recognition import Prepared, Recognizer
+from vize.storage import BlobStore
+
+MAX_RECORDS = 10
+
+
+@dataclass
+class Deployed:
+    task: Task
+    model: Model
+    head: Head
+    names: dict[str, str]
+
+
+def resolve(
+    db: Session, recognizer: Recognizer, blobs: BlobStore, user: User, task_id: Any,
+    version: Any = None,
+) -> Deployed:
+    if not task_id:
+        raise InvalidInput("Field 'task_id' (or 'task') is required.", code="required")
+    task = tasks_service.get_task(db, user, task_id)
+    if version in (None, "", -1, "-1"):
+        if task.production_version < 1:
+            raise InvalidInput(
+                "This task has no trained model yet; train it first (POST .../train/).",
+                code="not_trained",
+            )
+        version = task.production_version
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise InvalidInput("'version' must be an integer.", code="invalid_version") from None
+    model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == number))
+    if model is None or model.train_status != "trained":
+        raise InvalidInput(f"Version {number} of this task is not a trained model.",
+                           code="invalid_version")
+    head = recognizer.head(model.id, model.artifact_key, blobs)
+    rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
+    names = {lid: name for lid, name in rows}
+    return Deployed(task, model, head, names)
+
+
+def record_bytes(record: dict[str, Any], settings: Settings) -> bytes:
+    if isinstance(record.get("_raw"), bytes):  # multipart upload, never echoed
+        return bytes(record["_raw"])
+    if record.get("_base64"):
+        return decode_base64(str(record["_base64"]), settings.max_upload_bytes)
+    if record.get("_url"):
+        return fetch_image(
+            str(record["_url"]),
+            max_bytes=settings.max_upload_bytes,
+            timeout=settings.url_fetch_timeout,
+            allow_hosts=settings.url_allow_hosts,
+        )
+    raise InvalidInput("A record needs '_url' or '_base64'.", code="required")
+
+
+def check_records(records: Any) -> list[Any]:
+    if not isinstance(records, list) or not records:
+        raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
+    if len(records) > MAX_RECORDS:
+        raise InvalidInput(f"At most {MAX_RECORDS} records per request.",
+                           code="too_many_records")
+    return records
+
+
+def prepare_records(
+    recognizer: Recognizer, settings: Settings, records: list[Any]
+) -> list[Prepared | VizeError]:
+    """Fetch and decode each record; a bad one becomes its own error, not the batch's."""
+    out: list[Prepared | VizeError] = []
+    for record in records:
+        try:
+            if not isinstance(record, dict):
+                raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
+            data = record_bytes(record, settings)
+            if len(data) > settings.max_upload_bytes:
+                raise InvalidInput("Image is larger than the limit.", code="too_large")
+            out.append(recognizer.prepare(data))
+        except VizeError as exc:
+            out.append(exc)
+        except (ImageDecodeError, OSError, ValueError) as exc:
+            out.append(InvalidInput(f"Cannot read the image: {exc}", code="invalid_image"))
+    return out
+
+
+def labels_out(dep: Deployed, probs: np.ndarray) -> list[dict[str, Any]]:
+    order = np.argsort(-probs, kind="stable")
+    return [
+        {"id": dep.head.label_ids[j], "name": dep.names.get(dep.head.label_ids[j], ""),
+         "prob": round(float(probs[j]), 6)}
+        for j in order
+    ]
+
+
+def build_records(
+    dep: Deployed, records: list[Any], prepared: list[Prepared | VizeError],
+    probs: np.ndarray, desc: np.ndarray, descriptor: bool,
+) -> tuple[list[dict[str, Any]], int]:
+    results, ok, row = [], 0, 0
+    for record, item in zip(records, prepared, strict=True):
+        echo = (
+            {k: v for k, v in record.items() if k not in ("_base64", "_raw")}
+            if isinstance(record, dict) else {}
+        )
+        if isinstance(item, VizeError):
+            results.append({**echo, "_status": {"code": item.status, "text": item.detail,
+                                                "error": item.code}})
+            continue
+        labels = labels_out(dep, probs[row])
+        out = {**echo, "_status": {"code": 200, "text": "OK"}, "best_label": labels[0],
+               "labels": labels}
+        if dep.head.kind == "multi_label":
+            out["tags"] = [lbl for lbl in labels if lbl["prob"] >= dep.head.threshold]
+        if descriptor:
+            out["_descriptor"] = [round(float(v), 6) for v in desc[row]]
+        results.append(out)
+        ok, row = ok + 1, row + 1
+    return results, ok

@@ -1,0 +1,110 @@
+"""The serving side of recognition: backbones, embedding cache, heads, classification.
+
+One ``Recognizer`` per process (built in the lifespan or a worker): ONNX sessions load lazily
+under a lock, heads are cached by model id (immutable once trained), and blocking inference
+runs in a bounded thread pool sized to the cores, each session using one intra-op thread so
+concurrent requests do not oversubscribe the CPU."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vize.config import Settings
+from vize.db.tables import Embedding
+from vize.ml.backbones import get_backbone_config
+from vize.ml.embedder import Embedder
+from vize.ml.predictor import Head, predict_proba
+from vize.ml.preprocess import decode_image, hflip, preprocess
+from vize.storage import BlobStore
+
+HEAD_CACHE_SIZE = 2000
+VIEWS = ("orig", "flip")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded image, ready for every backbone in use."""
+
+    arrays: dict[str, np.ndarray]  # backbone -> CHW float32
+
+
+class Recognizer:
+    def __init__(self, settings: Settings, *, intra_op_threads: int = 1) -> None:
+        self.settings = settings
+        self.backbones = settings.backbone_list
+        self.embedder = Embedder(settings.data_dir / "onnx", intra_op_threads=intra_op_threads)
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.inference_threads), thread_name_prefix="vize-infer"
+        )
+        self._heads: OrderedDict[str, Head] = OrderedDict()
+        self._heads_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def warm_up(self) -> None:
+        """Convert/load every backbone now rather than on the first request."""
+        for name in self.backbones:
+            self.embedder.session(name)
+
+    # -- preprocessing -------------------------------------------------------------------
+    def prepare(self, data: bytes) -> Prepared:
+        """Decode once (at the largest input size), then resize per backbone."""
+        configs = [get_backbone_config(name) for name in self.backbones]
+        largest = max(c.input_size for c in configs)
+        img: Image.Image = decode_image(data, largest)
+        return Prepared({c.name: preprocess(img, c) for c in configs})
+
+    # -- embeddings ----------------------------------------------------------------------
+    def embed_prepared(self, items: Sequence[Prepared], flip: bool = False) -> dict[str, np.ndarray]:
+        out = {}
+        for name in self.backbones:
+            batch = np.stack([p.arrays[name] for p in items])
+            out[name] = self.embedder.embed(name, hflip(batch) if flip else batch)
+        return out
+
+    def head(self, model_id: str, artifact_key: str, blobs: BlobStore) -> Head:
+        with self._heads_lock:
+            head = self._heads.get(model_id)
+            if head is not None:
+                self._heads.move_to_end(model_id)
+                return head
+        head = Head.from_bytes(blobs.get(artifact_key))
+        with self._heads_lock:
+            self._heads[model_id] = head
+            while len(self._heads) > HEAD_CACHE_SIZE:
+                self._heads.popitem(last=False)
+        return head
+
+    def predict(self, head: Head, items: Sequence[Prepared]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, labels), L2-normalised descriptors (N, dim))."""
+        emb = self.embed_prepared(items)
+        probs = predict_proba(head, {name: emb[name] for name in head.backbones})
+        desc = np.concatenate([emb[name] for name in head.backbones], axis=1)
+        desc = desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+        return probs, desc
+
+
+def cached_embeddings(
+    db: Session, image_ids: Sequence[str], backbone: str, view: str
+) -> dict[str, np.ndarray]:
+    rows = db.execute(
+        select(Embedding.image_id, Embedding.vector).where(
+            Embedding.image_id.in_(list(image_ids)),
+            Embedding.backbone == backbone,
+            Embedding.view == view,
+        )
+    ).all()
+    return {image_id: np.frombuffer(vec, dtype=np.float32) for image_id, vec in rows}
+
+

@@ -1,0 +1,67 @@
+"""Training and evaluation, choosing the deployed version, and the preview page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+
+from vize.api.deps import DB
+from vize.api.schemas import base_url
+from vize.errors import InvalidInput
+from vize.services import tasks as tasks_service
+from vize.web import views
+from vize.web.pages_tasks import task_context
+from vize.web.render import redirect, render
+from vize.web.routing import page_router
+from vize.web.session import Form, PageUser
+
+router = page_router()
+
+
+@router.get("/tasks/{task_id}/training")
+def training_page(
+    task_id: str, request: Request, db: DB, user: PageUser, version: int | None = None
+) -> Response:
+    task = tasks_service.get_task(db, user, task_id)
+    settings = request.app.state.vize.settings
+    models = views.task_models(db, task)
+    model = views.pick_model(models, version, task.production_version)
+    metrics: dict[str, Any] = (model or {}).get("metrics") or {}
+    labels = views.label_rows(db, task, settings.min_images_per_label)
+    context = {
+        **task_context(request, task, user, "training"),
+        "labels": labels,
+        "short_labels": [row for row in labels if not row.ready and not row.is_negative],
+        "models": models,
+        "model": model,
+        "metrics": metrics,
+        "heatmap": views.heatmap(metrics.get("confusion_matrix")),
+        "misclassified": views.misclassified(metrics),
+    }
+    return render(request, "tasks/training.html", context)
+
+
+@router.post("/tasks/{task_id}/deploy")
+def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
+    task = tasks_service.get_task(db, user, task_id)
+    try:
+        version = int(form.get("version", ""))
+    except ValueError:
+        raise InvalidInput("Choose a version to deploy.", code="invalid_version") from None
+    tasks_service.update_task(db, user, task, {"production_version": version})
+    message = f"Version {version} is now deployed: the API answers with it."
+    return redirect(request, f"/tasks/{task.id}/training?version={version}", message)
+
+
+@router.get("/tasks/{task_id}/preview")
+def preview_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
+    task = tasks_service.get_task(db, user, task_id)
+    models = [m for m in views.task_models(db, task) if m["train_status"] == "trained"]
+    context = {
+        **task_context(request, task, user, "preview"),
+        "trained": models,
+        "api_root": base_url(request, request.app.state.vize.settings),
+        "max_upload_bytes": request.app.state.vize.settings.max_upload_bytes,
+    }
+    return render(request, "tasks/preview.html", context)

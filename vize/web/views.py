@@ -1,0 +1,176 @@
+"""View models: the data of the pages, gathered from the services and shaped for templates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vize.api.schemas import model_out
+from vize.db.tables import Label, Model, Task, User
+from vize.errors import NotFound
+from vize.services import images as images_service
+from vize.services import labels as labels_service
+
+HEAT_STEPS = 10
+
+
+@dataclass(frozen=True)
+class Pager:
+    page: int
+    page_size: int
+    count: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.count / self.page_size))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    @property
+    def first_item(self) -> int:
+        return min(self.count, self.offset + 1)
+
+    @property
+    def last_item(self) -> int:
+        return min(self.count, self.offset + self.page_size)
+
+
+def clamp_page(page: int) -> int:
+    return max(1, min(page, 1_000_000))
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    id: str
+    name: str
+    images: int
+    required: int
+    is_negative: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.images >= self.required
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.required - self.images)
+
+
+def label_rows(db: Session, task: Task, required: int) -> list[LabelRow]:
+    counts = labels_service.counts(db, [lbl.id for lbl in task.labels])
+    return [
+        LabelRow(lbl.id, lbl.name, counts[lbl.id][0], required, lbl.id == task.negative_label_id)
+        for lbl in task.labels
+    ]
+
+
+def task_label(task: Task, label_id: str) -> Label:
+    """A label of this task (404 for anything else, including another user's label)."""
+    for label in task.labels:
+        if label.id == label_id:
+            return label
+    raise NotFound("Label not found in this task.")
+
+
+def other_labels(db: Session, user: User, task: Task) -> list[Label]:
+    """The user's labels not yet attached to ``task`` (for 'attach existing')."""
+    attached = {lbl.id for lbl in task.labels}
+    page = labels_service.list_labels(db, user, 0, 1000)
+    return [lbl for lbl in page.items if lbl.id not in attached]
+
+
+def task_models(db: Session, task: Task) -> list[dict[str, Any]]:
+    """Every model version of the task, newest first, in the API's JSON shape."""
+    rows = db.scalars(select(Model).where(Model.task_id == task.id).order_by(Model.version.desc()))
+    return [model_out(m) for m in rows]
+
+
+def task_summaries(db: Session, user: User, tasks: list[Task]) -> list[dict[str, Any]]:
+    """One row per task for the task list: counts, deployed version and its accuracy."""
+    deployed = _deployed_models(db, tasks)
+    rows = []
+    for task in tasks:
+        images = images_service.list_images(db, user, 0, 0, task_id=task.id).count
+        model = deployed.get(task.id)
+        rows.append(
+            {
+                "task": task,
+                "labels": [lbl.name for lbl in task.labels],
+                "images": images,
+                "accuracy": model.metrics.get("accuracy") if model else None,
+            }
+        )
+    return rows
+
+
+def _deployed_models(db: Session, tasks: list[Task]) -> dict[str, Model]:
+    wanted = {t.id: t.production_version for t in tasks if t.production_version >= 0}
+    if not wanted:
+        return {}
+    rows = db.scalars(select(Model).where(Model.task_id.in_(list(wanted))))
+    return {m.task_id: m for m in rows if wanted.get(m.task_id) == m.version}
+
+
+def pick_model(models: list[dict[str, Any]], version: int | None, deployed: int) -> Any:
+    """The version asked for, else the deployed one, else the newest trained one."""
+    trained = [m for m in models if m["train_status"] == "trained"]
+    for wanted in (version, deployed):
+        for model in models:
+            if wanted is not None and model["version"] == wanted:
+                return model
+    return trained[0] if trained else None
+
+
+def heatmap(confusion: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The confusion matrix as rows of cells with a row-normalised intensity step (0..10)."""
+    if not confusion or not confusion.get("matrix"):
+        return None
+    names = list(confusion.get("names") or confusion.get("labels") or [])
+    rows = []
+    for i, counts in enumerate(confusion["matrix"]):
+        total = sum(counts) or 1
+        cells = [
+            {
+                "count": n,
+                "share": n / total,
+                "step": round(HEAT_STEPS * n / total),
+                "hit": i == j,
+                "predicted": names[j] if j < len(names) else str(j),
+            }
+            for j, n in enumerate(counts)
+        ]
+        rows.append({"name": names[i] if i < len(names) else str(i), "cells": cells})
+    return {"names": names, "rows": rows}
+
+
+def misclassified(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Wrong test predictions, with label names instead of ids."""
+    names = _label_names(metrics)
+    out = []
+    for pred in metrics.get("test_predictions") or []:
+        if pred.get("correct"):
+            continue
+        out.append(
+            {
+                "image_id": pred.get("image_id"),
+                "true": ", ".join(names.get(t, str(t)) for t in pred.get("true") or []),
+                "predicted": names.get(pred.get("predicted"), str(pred.get("predicted"))),
+                "prob": pred.get("prob"),
+            }
+        )
+    return out
+
+
+def _label_names(metrics: dict[str, Any]) -> dict[Any, str]:
+    names: dict[Any, str] = {}
+    cm = metrics.get("confusion_matrix") or {}
+    names.update(zip(cm.get("labels") or [], cm.get("names") or [], strict=False))
+    for row in metrics.get("per_label") or []:
+        names[row.get("label_id")] = row.get("name", "")
+    return names
