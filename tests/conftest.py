@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from vize.app import create_app
 from vize.config import Settings
-from vize.db.engine import make_engine, make_sessionmaker, session_scope
+from vize.db.engine import make_engine, make_sessionmaker, normalize_url, session_scope
 from vize.db.migrate import upgrade
 from vize.db.tables import Base
 from vize.services import users as users_service
@@ -43,11 +43,11 @@ def pg_database() -> Iterator[str | None]:
         yield None
         return
     name = f"vize_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
+    engine = create_engine(normalize_url(url))
     upgrade(engine)
     engine.dispose()
     yield url
@@ -57,7 +57,7 @@ def pg_database() -> Iterator[str | None]:
 
 
 def _truncate(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(normalize_url(url))
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} CASCADE"))

@@ -106,7 +106,11 @@ def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
         recognizer=recognizer,
         runner=runner,
         job_context=ctx,
-        after_upload=lambda owner_id: queue_embedding(ctx, runner, owner_id),
+        after_upload=(
+            (lambda owner_id: queue_embedding(ctx, runner, owner_id))
+            if state.settings.embed_on_upload
+            else (lambda owner_id: None)
+        ),
     )
     if state.settings.embedded_worker:  # off: jobs wait in the table (tests, API-only nodes)
         runner.start()

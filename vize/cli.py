@@ -82,6 +82,22 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from vize.db.engine import make_engine
+    from vize.db.migrate import upgrade
+    from vize.jobs.celery_app import run_worker
+
+    settings = Settings()
+    if not settings.broker_url:
+        print("error: set VIZE_BROKER_URL (e.g. redis://127.0.0.1:6379/0)", file=sys.stderr)
+        return 1
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+    run_worker(settings.broker_url, concurrency=args.concurrency, loglevel=args.loglevel)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vize", description="Vize image recognition service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run a Celery worker (needs VIZE_BROKER_URL)")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
     migrate = sub.add_parser("migrate", help="create or upgrade the database")
     migrate.set_defaults(func=cmd_migrate)
     users_p = sub.add_parser("users", help="manage users")

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         description="Embedding backbone(s) for new trainings, comma-separated to concatenate.",
     )
     flip_augment: bool = Field(False, description="Also train on horizontally flipped images.")
+    embed_on_upload: bool = Field(
+        True, description="Embed new images in the background so training starts warm."
+    )
     train_threads: int = Field(2, description="ONNX threads a training job may use.")
     inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
     url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")

@@ -44,6 +44,11 @@ class Unauthorized(VizeError):
     status = 401
     code = "not_authenticated"
 
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        # RFC 9110: a 401 names the scheme to use.
+        self.headers = {"WWW-Authenticate": "Token", **(self.headers or {})}
+
 
 class Conflict(VizeError):
     status = 409

@@ -62,3 +62,93 @@ def test_train_then_classify(client: AppClient, alice: dict) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["best_label"]["label_name"] == "airplane"
     assert client.get("/v2/usage/", headers=h).json()["today"] == 2
+
+
+def _task_with_images(client: AppClient, h: dict, n: int = 6, kind: str = "multi_class") -> dict:
+    root = dataset_dir()
+    task = client.post("/v2/task/", headers=h, json={"name": "t", "type": kind}).json()
+    ids = {}
+    for name in ("cat", "ship"):
+        files = sorted((root / name).glob("*.png"))[:n]
+        ids[name] = _upload_label(client, h, task["id"], name, files)
+    return {"task": task, "labels": ids}
+
+
+def test_train_refuses_short_labels_naming_each(client: AppClient, alice: dict) -> None:
+    h = alice["headers"]
+    t = _task_with_images(client, h, n=3)
+    r = client.post(f"/recognition/v2/task/{t['task']['id']}/train", headers=h)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == "not_enough_images"
+    assert "'cat' has 3" in body["detail"] and "'ship' has 3" in body["detail"]
+    one = client.post("/v2/task/", headers=h, json={"name": "one label"}).json()
+    r = client.post(f"/v2/task/{one['id']}/train/", headers=h)
+    assert r.status_code == 400 and r.json()["code"] == "not_enough_labels"
+
+
+def test_versions_pinning_and_isolation(client: AppClient, alice: dict, bob: dict) -> None:
+    h = alice["headers"]
+    t = _task_with_images(client, h)
+    tid = t["task"]["id"]
+    for expected in (1, 2):
+        r = client.post(f"/v2/task/{tid}/train/", headers=h)
+        assert r.status_code == 202 and r.json()["model"]["version"] == expected
+        assert wait_training(client, h, tid)["state"] == "succeeded"
+    assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 2
+    r = client.patch(f"/v2/task/{tid}/", headers=h, json={"production_version": 1})
+    assert r.status_code == 200 and r.json()["production_version"] == 1
+    client.post(f"/v2/task/{tid}/train/", headers=h)
+    assert wait_training(client, h, tid)["state"] == "succeeded"
+    # Pinned by the owner: a new training does not move production.
+    assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 1
+    models = client.get(f"/v2/model/?task={tid}", headers=h).json()
+    assert [m["version"] for m in models["results"]] == [3, 2, 1]
+    img = base64.b64encode((dataset_dir() / "cat" / "cat_090.png").read_bytes()).decode()
+    r = client.post("/v2/classify/", headers=h,
+                    json={"task": tid, "version": 3, "records": [{"_base64": img}]})
+    assert r.status_code == 200 and r.json()["version"] == 3
+    # Bob sees none of it.
+    hb = bob["headers"]
+    assert client.get(f"/v2/model/{models['results'][0]['id']}/", headers=hb).status_code == 404
+    assert client.get(f"/v2/model/?task={tid}", headers=hb).status_code == 404
+    assert client.get("/v2/model/", headers=hb).json()["count"] == 0
+    r = client.post("/v2/classify", headers=hb, json={"task_id": tid, "records": [{"_base64": img}]})
+    assert r.status_code == 404
+    assert client.post(f"/v2/task/{tid}/train/", headers=hb).status_code == 404
+
+
+def test_untrained_task_and_bad_requests(client: AppClient, alice: dict) -> None:
+    h = alice["headers"]
+    task = client.post("/v2/task/", headers=h, json={"name": "empty"}).json()
+    img = base64.b64encode((dataset_dir() / "cat" / "cat_000.png").read_bytes()).decode()
+    r = client.post("/v2/classify", headers=h,
+                    json={"task_id": task["id"], "records": [{"_base64": img}]})
+    assert r.status_code == 400 and r.json()["code"] == "not_trained"
+    r = client.post("/v2/classify", headers=h,
+                    json={"task_id": task["id"], "records": [{"_base64": img}] * 11})
+    assert r.status_code == 400 and r.json()["code"] == "too_many_records"
+    r = client.post("/v2/classify", headers=h, json={"task_id": task["id"], "records": []})
+    assert r.status_code == 400
+
+
+def test_tagging_task_trains_with_negative_label(client: AppClient, alice: dict) -> None:
+    h = alice["headers"]
+    root = dataset_dir()
+    task = client.post("/v2/task/", headers=h, json={"name": "tags", "type": "multi_label"}).json()
+    negative = task["negative_label"]
+    animal = client.post("/v2/label/", headers=h, json={"name": "animal", "task": task["id"]}).json()
+    for name in ("cat", "dog", "ship", "truck"):
+        for f in sorted((root / name).glob("*.png"))[:5]:
+            labels = animal["id"] if name in ("cat", "dog") else negative
+            r = client.post("/v2/training-image/", headers=h, data={"labels": labels},
+                            files={"img_path": (f.name, f.read_bytes(), "image/png")})
+            assert r.status_code == 201
+    assert client.post(f"/v2/task/{task['id']}/train/", headers=h).status_code == 202
+    assert wait_training(client, h, task["id"])["state"] == "succeeded"
+    img = base64.b64encode((root / "dog" / "dog_080.png").read_bytes()).decode()
+    r = client.post("/v2/classify", headers=h,
+                    json={"task_id": task["id"], "records": [{"_base64": img}]})
+    rec = r.json()["records"][0]
+    assert {lbl["name"] for lbl in rec["labels"]} == {"animal", "negative"}
+    assert all(0.0 <= lbl["prob"] <= 1.0 for lbl in rec["labels"])

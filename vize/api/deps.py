@@ -64,7 +64,10 @@ def get_blobs(state: State) -> BlobStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-DB = Annotated[Session, Depends(get_db)]
+# scope="function": commit before the response is sent. With the default ("request") FastAPI
+# sends the response first, so a client could read a 201 for a row not yet committed (its
+# next request 404s) or for a commit that then fails.
+DB = Annotated[Session, Depends(get_db, scope="function")]
 Blobs = Annotated[BlobStore, Depends(get_blobs)]
 
 
@@ -166,12 +169,26 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = strict_json(body)
+    except ValueError as exc:
         raise InvalidInput("Request body is not valid JSON.", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise InvalidInput("Request body must be a JSON object.", code="invalid_json")
     return data
+
+
+def strict_json(text: str | bytes) -> Any:
+    """json.loads that raises ValueError alone, for anything that is not plain JSON."""
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except (UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, absurd nesting
+        raise ValueError(str(exc)) from exc
+
+
+def _no_constants(name: str) -> Any:
+    # NaN and Infinity are not JSON: PostgreSQL's json type refuses them and so does our own
+    # response encoder, so accepting them would store a value that later answers 500.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 Fields = Annotated[dict[str, Any], Depends(read_fields)]

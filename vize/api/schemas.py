@@ -81,6 +81,7 @@ def task_out(task: Task, counts: dict[str, tuple[int, int]] | None = None) -> di
         "last_train_status": task.last_train_status,
         "negative_label": task.negative_label_id,
         "webhook_url": task.webhook_url,
+        "webhook_secret": task.webhook_secret,
         "labels": [label_out(lbl, counts) for lbl in task.labels],
         "created": iso(task.created),
     }

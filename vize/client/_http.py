@@ -146,8 +146,11 @@ class Http:
             return response.json()
         except ValueError as exc:
             raise VizeAPIError(
-                response.status_code, "The server answered with something that is not JSON.",
-                "invalid_response", method=method, url=str(response.request.url),
+                response.status_code,
+                "The server answered with something that is not JSON.",
+                "invalid_response",
+                method=method,
+                url=str(response.request.url),
             ) from exc
 
     def page(

@@ -120,6 +120,10 @@ class TrainingFailed(VizeError):
         self.job = job
 
 
+class AmbiguousName(VizeError):
+    """Several objects have the name given where one was meant; use the id instead."""
+
+
 class TrainingTimeout(VizeError, TimeoutError):
     """``train(wait=True, timeout=...)`` gave up waiting; the training goes on on the server."""
 

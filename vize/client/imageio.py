@@ -97,8 +97,9 @@ def prepare(value: ImageInput, resize: int | None = None) -> Prepared:
     assert img is not None
     if resize and min(img.size) > resize:
         small = _downscale(img, resize)
-        return Prepared(source, _encode(small, "JPEG"), None, _with_suffix(name, "JPEG"),
-                        "image/jpeg")
+        return Prepared(
+            source, _encode(small, "JPEG"), None, _with_suffix(name, "JPEG"), "image/jpeg"
+        )
     if data is not None and img.format in NATIVE_FORMATS:
         return Prepared(source, data, None, name, NATIVE_FORMATS[img.format])
     # A PIL image, or a format the server does not store (GIF, BMP, TIFF): lossless PNG.

@@ -230,8 +230,11 @@ class LabelScore:
 
     @classmethod
     def from_json(cls, data: Json) -> LabelScore:
-        return cls(_str(data.get("id")), _str(data.get("name") or data.get("label_name")),
-                   float(data.get("prob") or 0.0))
+        return cls(
+            _str(data.get("id")),
+            _str(data.get("name") or data.get("label_name")),
+            float(data.get("prob") or 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -292,8 +295,13 @@ class Usage:
             UsageDay(_str(d.get("day")), _int(d.get("classifications")))
             for d in data.get("daily") or []
         ]
-        return cls(_int(data.get("today")), _int(data.get("this_month")),
-                   _int(data.get("total")), daily, raw=data)
+        return cls(
+            _int(data.get("today")),
+            _int(data.get("this_month")),
+            _int(data.get("total")),
+            daily,
+            raw=data,
+        )
 
 
 @dataclass(frozen=True)
@@ -307,8 +315,14 @@ class Account:
 
     @classmethod
     def from_json(cls, data: Json) -> Account:
-        return cls(_str(data.get("id")), _str(data.get("username")), _str(data.get("email")),
-                   bool(data.get("notify_email")), data.get("created"), raw=data)
+        return cls(
+            _str(data.get("id")),
+            _str(data.get("username")),
+            _str(data.get("email")),
+            bool(data.get("notify_email")),
+            data.get("created"),
+            raw=data,
+        )
 
 
 @dataclass(frozen=True)
@@ -323,5 +337,6 @@ class Page(Generic[T]):
     @classmethod
     def from_json(cls, data: Json, parse: Callable[[Json], T]) -> Page[T]:
         results = [parse(item) for item in data.get("results") or []]
-        return cls(_int(data.get("count"), len(results)), results,
-                   data.get("next"), data.get("previous"))
+        return cls(
+            _int(data.get("count"), len(results)), results, data.get("next"), data.get("previous")
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -78,7 +79,8 @@ class Task(Base):
     last_train_status: Mapped[str] = mapped_column(String(20), default="")
     negative_label_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     webhook_url: Mapped[str] = mapped_column(String(2000), default="")
-    webhook_secret: Mapped[str] = mapped_column(String(64), default="")
+    # Signs webhook bodies (HMAC-SHA256); shown to the owner only, with the task.
+    webhook_secret: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     labels: Mapped[list[Label]] = relationship(

@@ -43,7 +43,8 @@ class EmbeddedRunner:
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
         self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         last_reap = 0.0

@@ -61,7 +61,9 @@ def text_field(value: object, field: str, max_len: int, *, strip: bool = False) 
         raise InvalidInput(f"Field '{field}' must be a string.", code="invalid_field")
     text = str(value).strip() if strip else str(value)
     if "\x00" in text:
-        raise InvalidInput(f"Field '{field}' must not contain NUL characters.", code="invalid_field")
+        raise InvalidInput(
+            f"Field '{field}' must not contain NUL characters.", code="invalid_field"
+        )
     if len(text) > max_len:
         raise InvalidInput(
             f"Field '{field}' is longer than {max_len} characters.", code="invalid_field"

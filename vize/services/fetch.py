@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
@@ -17,38 +18,73 @@ class UrlRefused(InvalidInput):
     code = "url_refused"
 
 
-def _check_host(host: str, port: int, allow_hosts: list[str]) -> None:
-    if host in allow_hosts:
-        return
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: the checked address, so DNS cannot change between check and use."""
+
+    url: str  # the URL with its host replaced by the checked IP address
+    host_header: str
+    server_name: str  # for TLS (SNI and certificate check)
+
+
+def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError) as exc:
         raise InvalidInput(f"Cannot resolve host {host!r}.", code="url_unreachable") from exc
+    addrs = []
     for info in infos:
         addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
             addr = addr.ipv4_mapped
-        if not addr.is_global or addr.is_multicast:
-            raise UrlRefused(f"URL host {host!r} points to a non-public address; refused.")
+        addrs.append(addr)
+    return addrs
 
 
-def check_url(url: str, allow_hosts: list[str]) -> None:
-    parts = urlsplit(url)
+def _split(url: str) -> tuple[SplitResult, str, int]:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # "http://[::1", "http://host:99999"
+        raise UrlRefused(f"The image URL is not valid ({exc}).") from exc
     if parts.scheme not in ("http", "https"):
         raise UrlRefused("Only http and https image URLs are accepted.")
-    if not parts.hostname:
+    if not host:
         raise UrlRefused("The image URL has no host.")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    _check_host(parts.hostname, port, allow_hosts)
+    return parts, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def check_url(url: str, allow_hosts: list[str]) -> Target:
+    """Refuse URLs whose host resolves to any non-public address; pin the address used."""
+    parts, host, port = _split(url)
+    addrs = _resolve(host, port)
+    if host not in allow_hosts:
+        for addr in addrs:
+            if not addr.is_global or addr.is_multicast:
+                raise UrlRefused(f"URL host {host!r} points to a non-public address; refused.")
+    ip = str(addrs[0])
+    netloc = f"[{ip}]" if ":" in ip else ip
+    if parts.port:
+        netloc += f":{parts.port}"
+    pinned = parts._replace(netloc=netloc).geturl()
+    host_header = parts.netloc.rsplit("@", 1)[-1]  # never forward userinfo
+    return Target(pinned, host_header, host)
 
 
 def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_hosts: list[str]) -> bytes:
     """GET with a size cap and timeouts, re-checking the address at every redirect."""
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+    # trust_env=False: a proxy from the environment would connect to the name, not the checked
+    # address, and void the guard.
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url, allow_hosts)
+            target = check_url(url, allow_hosts)
             try:
-                with client.stream("GET", url) as resp:
+                with client.stream(
+                    "GET",
+                    target.url,
+                    headers={"Host": target.host_header},
+                    extensions={"sni_hostname": target.server_name},
+                ) as resp:
                     if resp.is_redirect and resp.headers.get("location"):
                         url = urljoin(url, resp.headers["location"])
                         continue
@@ -58,7 +94,7 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_hosts: list[s
                             code="url_unreachable",
                         )
                     return _read_capped(resp, max_bytes)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 raise InvalidInput(
                     f"Could not fetch the image URL: {type(exc).__name__}.",
                     code="url_unreachable",

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from vize.config import Settings
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User
 from vize.errors import InvalidInput
-from vize.services.common import Page, get_owned, paginate
+from vize.services.common import Page, get_owned, like_pattern, paginate
 from vize.services.imaging import check_image, make_thumbnail
 from vize.storage import BlobStore
 
@@ -121,7 +121,8 @@ def list_images(
     if test is not None:
         stmt = stmt.where(Image.test_image.is_(test))
     if search:
-        stmt = stmt.where(or_(Image.file_name.ilike(f"%{search}%"), Image.id == search))
+        by_name = Image.file_name.ilike(like_pattern(search), escape="\\")
+        stmt = stmt.where(or_(by_name, Image.id == search.replace("\x00", "")))
     return paginate(db, stmt, offset, limit)
 
 

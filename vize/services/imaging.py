@@ -12,7 +12,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vize.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 
-ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# Pillow names multi-picture JPEGs (most phone cameras) "MPO": they are JPEG files.
+ALLOWED_FORMATS = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+}
+# Signatures of the accepted formats: a file that starts like one but that Pillow cannot
+# identify is a damaged image (400), not an unsupported type (415).
+MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 THUMB_SIZE = 256
 
 
@@ -28,6 +37,8 @@ class CheckedImage:
 def decode_base64(value: str, max_bytes: int) -> bytes:
     if "," in value[:100] and value.startswith("data:"):
         value = value.split(",", 1)[1]
+    # Line-wrapped base64 (the `base64` tool wraps at 76 columns) is still base64.
+    value = "".join(value.split())
     if len(value) > max_bytes * 4 // 3 + 8:
         raise PayloadTooLarge(f"Image is larger than {max_bytes // (1024 * 1024)} MB.")
     try:
@@ -45,37 +56,60 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = _open_allowed(data, max_pixels)
             fmt = img.format or ""
-            if fmt not in ALLOWED_FORMATS:
-                raise UnsupportedMedia(
-                    f"Unsupported image format {fmt or 'unknown'}; send JPEG, PNG or WebP.",
-                    code="unsupported_image_type",
-                )
-            if img.width * img.height > max_pixels:
-                raise _too_many_pixels(max_pixels)
             img.load()
+            img = _normalise(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels(max_pixels) from exc
     except UnidentifiedImageError as exc:
+        if _looks_like_allowed(data):
+            raise _corrupt("unreadable header") from exc
         raise UnsupportedMedia(
             "The file is not a recognised image; send JPEG, PNG or WebP.",
             code="unsupported_image_type",
         ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(
-            f"The image is truncated or corrupt ({exc}).", code="corrupt_image"
-        ) from exc
-    img = ImageOps.exif_transpose(img) or img
-    if img.mode != "RGB":
-        img = img.convert("RGBA").convert("RGB") if "A" in img.getbands() else img.convert("RGB")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _corrupt(str(exc)) from exc
     return CheckedImage(data, ALLOWED_FORMATS[fmt], img.width, img.height, img)
 
 
+def _open_allowed(data: bytes, max_pixels: int) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    fmt = img.format or ""
+    if fmt not in ALLOWED_FORMATS:
+        raise UnsupportedMedia(
+            f"Unsupported image format {fmt or 'unknown'}; send JPEG, PNG or WebP.",
+            code="unsupported_image_type",
+        )
+    # Checked before decoding: the header alone tells how much memory decoding would take.
+    if img.width * img.height > max_pixels:
+        raise _too_many_pixels(max_pixels)
+    return img
+
+
+def _normalise(img: Image.Image) -> Image.Image:
+    """Upright (EXIF orientation applied) RGB, whatever the mode of the file."""
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # Pillow warns when a palette with alpha goes to RGB directly
+    if "A" in img.getbands():
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _looks_like_allowed(data: bytes) -> bool:
+    return data.startswith(MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def _corrupt(reason: str) -> InvalidInput:
+    return InvalidInput(f"The image is truncated or corrupt ({reason}).", code="corrupt_image")
+
+
 def _too_many_pixels(max_pixels: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"Image has more than {max_pixels:,} pixels.", code="too_many_pixels"
-    )
+    return PayloadTooLarge(f"Image has more than {max_pixels:,} pixels.", code="too_many_pixels")
 
 
 def make_thumbnail(img: Image.Image) -> bytes:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from vize.db.tables import ImageLabel, Label, Task, TaskLabel, User
 from vize.errors import InvalidInput
-from vize.services.common import Page, get_owned, paginate
+from vize.services.common import LONG_TEXT, Page, get_owned, like_pattern, paginate, text_field
 
 LABEL_TYPES = ("category", "tag")
 
@@ -28,7 +28,7 @@ def list_labels(
             TaskLabel.task_id == task.id
         )
     if search:
-        stmt = stmt.where(Label.name.ilike(f"%{search}%"))
+        stmt = stmt.where(Label.name.ilike(like_pattern(search), escape="\\"))
     return paginate(db, stmt, offset, limit)
 
 
@@ -36,25 +36,29 @@ def get_label(db: Session, user: User, label_id: object) -> Label:
     return get_owned(db, Label, label_id, user.id, "Label")
 
 
-def _check(fields: dict[str, Any]) -> None:
-    if "name" in fields and not str(fields["name"] or "").strip():
-        raise InvalidInput("Label name must not be empty.", code="invalid_name")
-    if fields.get("type") is not None and fields["type"] not in LABEL_TYPES:
-        raise InvalidInput("Label type must be 'category' or 'tag'.", code="invalid_label_type")
+def _check(fields: dict[str, Any]) -> dict[str, Any]:
+    """The writable fields that were sent (None = not sent), validated."""
+    out: dict[str, Any] = {}
+    if "name" in fields:
+        out["name"] = text_field(fields.get("name"), "name", 255, strip=True)
+        if not out["name"]:
+            raise InvalidInput("Label name must not be empty.", code="invalid_name")
+    for key, limit in (("description", LONG_TEXT), ("output_name", 255)):
+        if fields.get(key) is not None:
+            out[key] = text_field(fields[key], key, limit)
+    if fields.get("type") not in (None, ""):
+        if fields["type"] not in LABEL_TYPES:
+            raise InvalidInput("Label type must be 'category' or 'tag'.", code="invalid_label_type")
+        out["type"] = fields["type"]
+    return out
 
 
 def create_label(db: Session, user: User, fields: dict[str, Any], task: Task | None) -> Label:
-    _check(fields)
-    label_type = fields.get("type") or (
+    clean = _check({**fields, "name": fields.get("name")})
+    label_type = clean.pop("type", None) or (
         "tag" if task is not None and task.type == "multi_label" else "category"
     )
-    label = Label(
-        owner_id=user.id,
-        name=str(fields["name"]).strip(),
-        description=fields.get("description") or "",
-        output_name=fields.get("output_name") or "",
-        type=label_type,
-    )
+    label = Label(owner_id=user.id, type=label_type, **clean)
     db.add(label)
     db.flush()
     if task is not None:
@@ -64,10 +68,8 @@ def create_label(db: Session, user: User, fields: dict[str, Any], task: Task | N
 
 
 def update_label(db: Session, label: Label, fields: dict[str, Any]) -> Label:
-    _check(fields)
-    for key in ("name", "description", "output_name", "type"):
-        if fields.get(key) is not None:
-            setattr(label, key, str(fields[key]).strip() if key == "name" else fields[key])
+    for key, value in _check({k: v for k, v in fields.items() if v is not None}).items():
+        setattr(label, key, value)
     db.flush()
     return label
 

@@ -135,6 +135,7 @@ def add_label(db: Session, user: User, task: Task, label: Label) -> Task:
     if label not in task.labels:
         task.labels.append(label)
         db.flush()
+        db.expire(task, ["labels"])  # reloaded in the relationship's order (by name)
     return task
 
 

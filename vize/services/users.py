@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,11 +13,30 @@ from sqlalchemy.orm import Session
 
 from vize.db.tables import User
 from vize.errors import Conflict, InvalidInput
+from vize.services.common import text_field
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD = 8
+MAX_EMAIL = 254  # the column's length and RFC 5321's limit
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def check_email(email: str) -> str:
+    if email and (len(email) > MAX_EMAIL or not EMAIL_RE.match(email)):
+        raise InvalidInput("Email address is not valid.", code="invalid_email")
+    return email
+
+
+def update_account(db: Session, user: User, fields: dict[str, Any]) -> User:
+    """PATCH of the account: the email address and the notification switch."""
+    if fields.get("notify_email") is not None:
+        user.notify_email = str(fields["notify_email"]).strip().lower() in TRUE_WORDS
+    if fields.get("email") is not None:
+        user.email = check_email(text_field(fields["email"], "email", MAX_EMAIL, strip=True))
+    db.flush()
+    return user
 
 
 def new_token() -> str:
@@ -43,8 +63,7 @@ def create_user(
         raise InvalidInput(
             "Username must be 1-150 letters, digits or _.@+- characters.", code="invalid_username"
         )
-    if email and not EMAIL_RE.match(email):
-        raise InvalidInput("Email address is not valid.", code="invalid_email")
+    check_email(email)
     if password is not None and len(password) < MIN_PASSWORD:
         raise InvalidInput(
             f"Password must have at least {MIN_PASSWORD} characters.", code="weak_password"
@@ -63,7 +82,8 @@ def create_user(
 
 
 def by_token(db: Session, token: str) -> User | None:
-    if not token or len(token) > 64:
+    # Tokens are printable ASCII; anything else (a NUL) would make PostgreSQL raise, not miss.
+    if not token or len(token) > 64 or not (token.isascii() and token.isprintable()):
         return None
     user = db.scalar(select(User).where(User.api_token == token))
     # The index lookup already matched; compare again in constant time for good measure.

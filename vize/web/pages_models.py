@@ -8,8 +8,10 @@ from fastapi import Request, Response
 
 from vize.api.deps import DB
 from vize.api.schemas import base_url
-from vize.errors import InvalidInput
+from vize.db.tables import Task
+from vize.errors import InvalidInput, NotFound
 from vize.services import tasks as tasks_service
+from vize.services import training as training_service
 from vize.web import views
 from vize.web.pages_tasks import task_context
 from vize.web.render import redirect, render
@@ -38,8 +40,17 @@ def training_page(
         "metrics": metrics,
         "heatmap": views.heatmap(metrics.get("confusion_matrix")),
         "misclassified": views.misclassified(metrics),
+        "training": _latest_training(db, task),
     }
     return render(request, "tasks/training.html", context)
+
+
+def _latest_training(db: DB, task: Task) -> dict[str, Any] | None:
+    """The latest training's state (as GET /v2/task/{id}/training/ answers), if any."""
+    try:
+        return training_service.latest_training(db, task)
+    except NotFound:
+        return None
 
 
 @router.post("/tasks/{task_id}/deploy")

@@ -48,8 +48,13 @@ def _secure(request: Request) -> bool:
 def log_in(response: Any, request: Request, user: User) -> None:
     value = get_state(request).signer.dumps({"uid": user.id})
     response.set_cookie(
-        SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, path="/",
-        httponly=True, samesite="lax", secure=_secure(request),
+        SESSION_COOKIE,
+        value,
+        max_age=SESSION_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
     )
     response.delete_cookie(ANON_COOKIE, path="/")
 
@@ -60,8 +65,13 @@ def log_out(response: Any) -> None:
 
 def set_anon_cookie(response: Any, request: Request, value: str) -> None:
     response.set_cookie(
-        ANON_COOKIE, value, max_age=SESSION_MAX_AGE, path="/",
-        httponly=True, samesite="lax", secure=_secure(request),
+        ANON_COOKIE,
+        value,
+        max_age=SESSION_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
     )
 
 

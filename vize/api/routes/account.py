@@ -31,17 +31,7 @@ def me(user: CurrentUser) -> dict[str, Any]:
 
 @router.patch("/account/", summary="Update email or the notification switch")
 def update_me(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
-    if "notify_email" in fields:
-        user.notify_email = str(fields["notify_email"]).lower() in ("1", "true", "yes", "on")
-    if fields.get("email") is not None:
-        email = str(fields["email"]).strip()
-        if email and not users_service.EMAIL_RE.match(email):
-            from vize.errors import InvalidInput
-
-            raise InvalidInput("Email address is not valid.", code="invalid_email")
-        user.email = email
-    db.flush()
-    return account_out(user)
+    return account_out(users_service.update_account(db, user, fields))
 
 
 @router.post("/account/regenerate-token/", summary="Replace your API token")

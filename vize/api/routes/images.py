@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from starlette.datastructures import UploadFile
 
-from vize.api.deps import DB, Blobs, CurrentUser, Fields, PagingDep, SettingsDep, State
+from vize.api.deps import (
+    DB,
+    Blobs,
+    CurrentUser,
+    Fields,
+    PagingDep,
+    SettingsDep,
+    State,
+    strict_json,
+)
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import ImagePatch, LabelIdIn, base_url, image_out, page_out
 from vize.config import Settings
@@ -67,7 +75,7 @@ def _as_list(value: Any) -> list[str]:
     text = str(value).strip()
     if text.startswith("["):
         try:
-            return [str(v) for v in json.loads(text)]
+            return [str(v) for v in strict_json(text)]
         except ValueError as exc:
             raise InvalidInput("labels must be a list of label ids.", code="invalid") from exc
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -82,9 +90,11 @@ def _meta(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = strict_json(value)
         except ValueError as exc:
-            raise InvalidInput("meta_data must be a JSON object.", code="invalid_meta_data") from exc
+            raise InvalidInput(
+                "meta_data must be a JSON object.", code="invalid_meta_data"
+            ) from exc
     if not isinstance(value, dict):
         raise InvalidInput("meta_data must be a JSON object.", code="invalid_meta_data")
     return value
@@ -96,11 +106,20 @@ def _labels(db: DB, user: User, fields: dict[str, Any]) -> list[Label]:
 
 
 def _store(
-    db: DB, blobs: BlobStore, settings: Settings, user: User, data: bytes, fields: dict[str, Any],
+    db: DB,
+    blobs: BlobStore,
+    settings: Settings,
+    user: User,
+    data: bytes,
+    fields: dict[str, Any],
     file_name: str,
 ) -> tuple[Image, bool]:
     up = images_service.upload_image(
-        db, blobs, settings, user, data,
+        db,
+        blobs,
+        settings,
+        user,
+        data,
         file_name=file_name,
         labels=_labels(db, user, fields),
         meta_data=_meta(fields.get("meta_data")),
@@ -216,8 +235,9 @@ def list_images(
     settings: SettingsDep,
     paging: PagingDep,
     task: str | None = None,
-    label: str | None = None,
-    labels: str | None = None,
+    # Lists: ?labels=a&labels=b works like ?labels=a,b (images carrying all of them).
+    label: Annotated[list[str] | None, Query()] = None,
+    labels: Annotated[list[str] | None, Query()] = None,
     test: bool | None = None,
     search: str | None = None,
 ) -> dict[str, Any]:
@@ -225,8 +245,14 @@ def list_images(
     label_ids = [labels_service.get_label(db, user, lid).id for lid in _as_list(label)]
     label_ids += [labels_service.get_label(db, user, lid).id for lid in _as_list(labels)]
     page = images_service.list_images(
-        db, user, paging.offset, paging.page_size,
-        task_id=task_id, label_ids=label_ids, test=test, search=search,
+        db,
+        user,
+        paging.offset,
+        paging.page_size,
+        task_id=task_id,
+        label_ids=label_ids,
+        test=test,
+        search=search,
     )
     root = base_url(request, settings)
     items = [image_out(img, root) for img in page.items]
@@ -242,11 +268,17 @@ def get_image(
 
 
 @router.api_route(
-    "/{image_id}/", methods=["PATCH", "PUT"], summary="Update meta_data / test_image",
+    "/{image_id}/",
+    methods=["PATCH", "PUT"],
+    summary="Update meta_data / test_image",
     openapi_extra=body_doc(ImagePatch),
 )
 def update_image(
-    image_id: str, request: Request, db: DB, user: CurrentUser, settings: SettingsDep,
+    image_id: str,
+    request: Request,
+    db: DB,
+    user: CurrentUser,
+    settings: SettingsDep,
     fields: Fields,
 ) -> dict[str, Any]:
     image = images_service.get_image(db, user, image_id)
@@ -267,8 +299,15 @@ def delete_image(image_id: str, state: State, user: CurrentUser) -> Response:
     return Response(status_code=204)
 
 
-def _label_op(image_id: str, request: Request, db: DB, user: User, settings: Settings,
-              fields: dict[str, Any], add: bool) -> dict[str, Any]:
+def _label_op(
+    image_id: str,
+    request: Request,
+    db: DB,
+    user: User,
+    settings: Settings,
+    fields: dict[str, Any],
+    add: bool,
+) -> dict[str, Any]:
     image = images_service.get_image(db, user, image_id)
     label_id = fields.get("label_id") or fields.get("label")
     if not label_id:
@@ -279,19 +318,34 @@ def _label_op(image_id: str, request: Request, db: DB, user: User, settings: Set
 
 
 @router.api_route(
-    "/{image_id}/add-label/", methods=["POST", "DELETE"], summary="Add a label",
+    "/{image_id}/add-label/",
+    methods=["POST", "DELETE"],
+    summary="Add a label",
     openapi_extra=body_doc(LabelIdIn),
 )
-def add_label(image_id: str, request: Request, db: DB, user: CurrentUser,
-              settings: SettingsDep, fields: Fields) -> dict[str, Any]:
+def add_label(
+    image_id: str,
+    request: Request,
+    db: DB,
+    user: CurrentUser,
+    settings: SettingsDep,
+    fields: Fields,
+) -> dict[str, Any]:
     # DELETE is accepted too: the Vize docs' Python sample sends add-label with DELETE.
     return _label_op(image_id, request, db, user, settings, fields, add=True)
 
 
-@router.post("/{image_id}/remove-label/", summary="Remove a label",
-             openapi_extra=body_doc(LabelIdIn))
-def remove_label(image_id: str, request: Request, db: DB, user: CurrentUser,
-                 settings: SettingsDep, fields: Fields) -> dict[str, Any]:
+@router.post(
+    "/{image_id}/remove-label/", summary="Remove a label", openapi_extra=body_doc(LabelIdIn)
+)
+def remove_label(
+    image_id: str,
+    request: Request,
+    db: DB,
+    user: CurrentUser,
+    settings: SettingsDep,
+    fields: Fields,
+) -> dict[str, Any]:
     return _label_op(image_id, request, db, user, settings, fields, add=False)
 
 

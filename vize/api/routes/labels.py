@@ -31,9 +31,7 @@ def list_labels(
     search: str | None = None,
 ) -> dict[str, Any]:
     task_obj = tasks_service.get_task(db, user, task) if task else None
-    page = labels_service.list_labels(
-        db, user, paging.offset, paging.page_size, task_obj, search
-    )
+    page = labels_service.list_labels(db, user, paging.offset, paging.page_size, task_obj, search)
     counts = labels_service.counts(db, [lbl.id for lbl in page.items])
     items = [label_out(lbl, counts) for lbl in page.items]
     return page_out(request, page, paging.page, paging.page_size, items)
@@ -43,7 +41,9 @@ def list_labels(
 def create_label(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     if not fields.get("name"):
         raise InvalidInput("Field 'name' is required.", code="required")
-    task = tasks_service.get_task(db, user, fields["task"]) if fields.get("task") else None
+    # Vize's docs send "task"; Ximilar clients send "task_id": both are accepted.
+    task_ref = fields.get("task") or fields.get("task_id")
+    task = tasks_service.get_task(db, user, task_ref) if task_ref else None
     return _out(db, labels_service.create_label(db, user, fields, task))
 
 
@@ -53,7 +53,9 @@ def get_label(label_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.api_route(
-    "/{label_id}/", methods=["PATCH", "PUT"], summary="Update a label",
+    "/{label_id}/",
+    methods=["PATCH", "PUT"],
+    summary="Update a label",
     openapi_extra=body_doc(LabelIn),
 )
 def update_label(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:

@@ -38,9 +38,9 @@ def create_task(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     task = tasks_service.create_task(
         db,
         user,
-        str(fields["name"]),
-        str(fields.get("description") or ""),
-        str(fields.get("type") or "multi_class"),
+        fields["name"],
+        fields.get("description") or "",
+        fields.get("type") or "multi_class",
     )
     return _out(db, task)
 
@@ -51,7 +51,9 @@ def get_task(task_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.api_route(
-    "/{task_id}/", methods=["PATCH", "PUT"], summary="Update a task",
+    "/{task_id}/",
+    methods=["PATCH", "PUT"],
+    summary="Update a task",
     openapi_extra=body_doc(TaskPatch),
 )
 def update_task(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:

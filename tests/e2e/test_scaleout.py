@@ -1,0 +1,129 @@
+"""PostgreSQL + Redis + Celery workers + two API replicas, as separate processes.
+
+Train through one replica, classify through the other; SIGKILL the worker mid-training,
+start another, and the training completes as the same version with no duplicate."""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import dataset_dir
+from vize.db.engine import normalize_url
+from tests.e2e.procs import create_user, serve, stop, vize
+
+pytestmark = pytest.mark.e2e
+PG = os.environ.get("VIZE_E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("VIZE_E2E_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture
+def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    name = f"vize_e2e_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(normalize_url(PG), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    db_index = random.randint(1, 15)
+    broker = f"{REDIS}/{db_index}"
+    redis.Redis.from_url(broker).flushdb()
+    yield {
+        "VIZE_DATABASE_URL": make_url(PG).set(database=name).render_as_string(False),
+        "VIZE_BROKER_URL": broker,
+        "VIZE_DATA_DIR": str(tmp_path / "shared"),
+        "VIZE_MIN_IMAGES_PER_LABEL": "5",
+        "VIZE_DEFAULT_USER": "",
+        "VIZE_SECRET_KEY": "e2e",
+    }
+    redis.Redis.from_url(broker).flushdb()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _wait(c: httpx.Client, task_id: str, state_in: tuple[str, ...], timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    st: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        st = c.get(f"/v2/task/{task_id}/training/").json()
+        if st["state"] in state_in:
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {state_in}: {st}")
+
+
+def _setup(c: httpx.Client, per_label: int) -> tuple[str, dict[str, str]]:
+    task = c.post("/v2/task/", json={"name": "cluster"}).json()
+    labels = {}
+    for name in ("airplane", "frog"):
+        label = c.post("/v2/label/", json={"name": name, "task": task["id"]}).json()
+        labels[name] = label["id"]
+        for f in sorted((dataset_dir() / name).glob("*.png"))[:per_label]:
+            r = c.post("/v2/training-image/", data={"labels": label["id"]},
+                       files={"img_path": (f.name, f.read_bytes(), "image/png")})
+            assert r.status_code == 201, r.text
+    return task["id"], labels
+
+
+def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "procs.log"
+    # Lite2 and no background embedding make the training long enough to kill mid-way.
+    env = {**cluster_env, "VIZE_BACKBONE": "efficientnet_lite2", "VIZE_EMBED_ON_UPLOAD": "false"}
+    token = create_user(env, "carol")
+    procs = []
+    clients: list[httpx.Client] = []
+    try:
+        worker = vize(["worker"], env, log)
+        procs.append(worker)
+        a, url_a = serve(env, log)
+        b, url_b = serve(env, log)
+        procs += [a, b]
+        headers = {"Authorization": f"Token {token}"}
+        ca = httpx.Client(base_url=url_a, headers=headers, timeout=60)
+        cb = httpx.Client(base_url=url_b, headers=headers, timeout=60)
+        clients += [ca, cb]
+        task_id, labels = _setup(ca, per_label=40)
+        assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
+        assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
+        img = base64.b64encode((dataset_dir() / "frog" / "frog_090.png").read_bytes()).decode()
+        r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == 1 and r.json()["records"][0]["best_label"]["name"] == "frog"
+
+        # Add images so that version 2 has new embeddings to compute, then kill the worker.
+        for f in sorted((dataset_dir() / "frog").glob("*.png"))[40:70]:
+            ca.post("/v2/training-image/", data={"labels": labels["frog"]},
+                    files={"img_path": (f.name, f.read_bytes(), "image/png")})
+        job_id = ca.post(f"/v2/task/{task_id}/train/").json()["job_id"]
+        _wait(ca, task_id, ("running",), 60)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        assert ca.get(f"/v2/job/{job_id}/").json()["state"] == "running"
+        procs.append(vize(["worker"], env, log))
+        st = _wait(cb, task_id, ("succeeded", "failed"), 180)
+        assert st["state"] == "succeeded", st
+        job = cb.get(f"/v2/job/{job_id}/").json()
+        assert job["attempts"] == 2
+        versions = [m["version"] for m in cb.get(f"/v2/model/?task={task_id}").json()["results"]]
+        assert versions == [2, 1]
+        # Both replicas serve the new production version at once.
+        for c in (ca, cb):
+            r = c.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
+            assert r.json()["version"] == 2
+    finally:
+        for c in clients:
+            c.close()
+        for p in procs:
+            stop(p)

@@ -1,0 +1,282 @@
+"""The whole web flow in a real headless Chromium against a live `vize serve`:
+sign up, create a task, labels, upload (file picker and drag-and-drop), fix a label in the
+grid, train with live progress, read the evaluation, preview, account; screenshots of every
+page at laptop (1280px) and phone (390px) widths go to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import dataset_dir
+
+pytestmark = pytest.mark.browser
+
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+TRAIN_TIMEOUT_MS = 240_000
+
+
+def images(label: str, first: int, count: int) -> list[Path]:
+    files = sorted((dataset_dir() / label).glob("*.png"))
+    return files[first : first + count]
+
+
+class Flow:
+    """One browser tab plus what the steps share."""
+
+    def __init__(self, page: Any, base: str, shots: Path) -> None:
+        self.page = page
+        self.base = base
+        self.shots = shots
+        self.problems: list[str] = []
+        self.task = ""
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+
+    def _console(self, message: Any) -> None:
+        # The deliberately broken upload is refused (400); anything else is a problem.
+        url = str((message.location or {}).get("url", ""))
+        if message.type == "error" and not url.endswith("/v2/training-image/"):
+            self.problems.append(f"console: {message.text} ({url})")
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.base + path)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def task_path(self) -> str:
+        assert self.task, "no task created yet"
+        return self.task
+
+
+def sign_up(flow: Flow) -> None:
+    page = flow.page
+    flow.go("/signup")
+    flow.shot("signup")
+    page.get_by_label("Username").fill("wendy")
+    page.get_by_label("Email").fill("wendy@example.com")
+    page.get_by_label("Password", exact=True).fill("wendy-password")
+    page.get_by_label("Repeat the password").fill("wendy-password")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url("**/tasks")
+    assert "Welcome, wendy" in page.inner_text(".alert")
+    flow.shot("tasks-empty")
+
+
+def create_task_with_labels(flow: Flow) -> None:
+    page = flow.page
+    page.get_by_label("Name", exact=True).fill("Vehicles")
+    page.get_by_label("Description").fill("Planes versus cars")
+    page.get_by_label("Categorization").check()
+    page.get_by_role("button", name="Create task").click()
+    page.wait_for_url(re.compile(r"/tasks/[0-9a-f-]{36}$"))
+    flow.task = page.url.removeprefix(flow.base)
+    for name in ("airplane", "automobile"):
+        page.get_by_label("New label").fill(name)
+        page.get_by_role("button", name="Add", exact=True).click()
+        page.wait_for_selector(f".label-name:text-is('{name}')")
+    assert page.locator(".label-item").count() == 2
+
+
+def wait_uploads(page: Any, expected: str) -> None:
+    summary = page.locator("#upload-summary")
+    summary.filter(has_text="Done:").wait_for(timeout=60_000)
+    assert summary.inner_text() == expected, summary.inner_text()
+    page.wait_for_function("() => !document.querySelector('#image-grid .busy')")
+
+
+def upload_by_picker(flow: Flow, label: str, files: list[Path], expected: str) -> None:
+    page = flow.page
+    page.get_by_label("Label for these images").select_option(label=label)
+    page.set_input_files("#upload-files", [str(f) for f in files])
+    wait_uploads(page, expected)
+
+
+def upload_by_drop(flow: Flow, label: str, files: list[Path], expected: str) -> None:
+    """A real drop event carrying File objects, as when dragging from the desktop."""
+    page = flow.page
+    page.get_by_label("Label for these images").select_option(label=label)
+    payload = [{"name": f.name, "b64": base64.b64encode(f.read_bytes()).decode()} for f in files]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], f.name, { type: "image/png" }));
+            }
+            return dt;
+        }""",
+        payload,
+    )
+    page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    wait_uploads(page, expected)
+
+
+def label_count(page: Any, name: str) -> str:
+    item = page.locator(".label-item", has=page.locator(f".label-name:text-is('{name}')"))
+    return str(item.locator("[data-count]").inner_text())
+
+
+def upload_images(flow: Flow, tmp_path: Path) -> None:
+    page = flow.page
+    upload_by_drop(flow, "airplane", images("airplane", 0, 5), "Done: 5 uploaded.")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    batch = [*images("automobile", 0, 5), images("airplane", 5, 1)[0], broken, notes]
+    upload_by_picker(flow, "automobile", batch, "Done: 6 uploaded, 2 failed.")
+    errors = page.locator(".upload-item.err .state").all_inner_texts()
+    assert any("corrupt" in e for e in errors), errors
+    assert any("Not a JPEG, PNG or WebP" in e for e in errors), errors
+    assert label_count(page, "airplane") == "5 / 5"
+    assert label_count(page, "automobile") == "6 / 5"
+    flow.shot("task-upload")
+
+
+def fix_labels_in_grid(flow: Flow) -> None:
+    """The stray airplane among the cars: move it, then delete it; pin and unpin a test."""
+    page = flow.page
+    page.locator(".label-name:text-is('automobile')").click()
+    card = page.locator(".image-card", has_text="airplane_005.png")
+    card.get_by_label(re.compile("Move .* to another label")).select_option(label="airplane")
+    card.get_by_role("button", name="Move").click()
+    page.locator("#grid-status").filter(has_text="moved").wait_for()
+    assert label_count(page, "automobile") == "5 / 5"
+    assert label_count(page, "airplane") == "6 / 5"
+    page.locator(".label-name:text-is('airplane')").click()
+    card = page.locator(".image-card", has_text="airplane_005.png")
+    pin = card.get_by_role("button", name="Test image")
+    pin.click()
+    page.wait_for_function("() => document.querySelector('.image-card.is-test') !== null")
+    assert pin.get_attribute("aria-pressed") == "true"
+    flow.shot("task-images")
+    pin.click()
+    page.wait_for_function("() => document.querySelector('.image-card.is-test') === null")
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name="Delete airplane_005.png").click()
+    page.locator("#grid-status").filter(has_text="deleted").wait_for()
+    assert label_count(page, "airplane") == "5 / 5"
+    assert page.locator(".image-card").count() == 5
+
+
+def train(flow: Flow) -> None:
+    page = flow.page
+    flow.go(flow.task_path() + "/training")
+    assert page.locator("#train-btn").is_enabled()
+    flow.shot("training-before")
+    page.get_by_role("button", name="Train a new version").click()
+    page.locator("#train-status").wait_for(state="visible", timeout=10_000)
+    done = page.locator("#train-done")
+    error = page.locator("#train-error")
+    page.locator("#train-done, #train-error").filter(has_text="Training").first.wait_for(
+        state="visible", timeout=TRAIN_TIMEOUT_MS
+    )
+    assert error.is_hidden(), error.inner_text()
+    assert "version 1 is ready" in done.inner_text()
+    page.locator("#model-accuracy").wait_for()
+    accuracy = float(page.inner_text("#model-accuracy").rstrip("%"))
+    assert 50 <= accuracy <= 100
+    assert page.locator("#confusion-matrix td.heat").count() == 4
+    assert page.locator("#per-label tbody tr").count() == 2
+    assert "Deployed v1" in page.inner_text("#task-badges")
+    flow.shot("training-evaluation")
+
+
+def preview(flow: Flow) -> None:
+    page = flow.page
+    flow.go(flow.task_path() + "/preview")
+    picture = images("airplane", 40, 1)[0]
+    page.set_input_files("#preview-file", str(picture))
+    best = page.locator("#preview-best-label")
+    best.wait_for(timeout=60_000)
+    assert best.inner_text() == "airplane"
+    assert page.locator("#preview-bars .prob").count() == 2
+    assert "/v2/classify" in page.inner_text("#snippet-curl")
+    flow.shot("preview")
+
+
+def account(flow: Flow) -> None:
+    page = flow.page
+    flow.go("/account")
+    token = page.input_value("#api-token")
+    assert len(token) == 40
+    switch = page.get_by_role("switch", name=re.compile("Email me"))
+    assert switch.is_checked()
+    switch.uncheck()
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_selector(".alert-success")
+    assert not page.get_by_role("switch", name=re.compile("Email me")).is_checked()
+    flow.shot("account")
+
+
+def phone_screens(browser: Any, flow: Flow) -> None:
+    """The same pages at phone width, in a context sharing the login cookie."""
+    context = browser.new_context(
+        viewport=PHONE, storage_state=flow.page.context.storage_state(), device_scale_factor=2
+    )
+    page = context.new_page()
+    task = flow.task_path()
+    pages = [
+        ("tasks", "/tasks"),
+        ("task-images", task),
+        ("training-evaluation", f"{task}/training"),
+        ("preview", f"{task}/preview"),
+        ("account", "/account"),
+        ("settings", f"{task}/settings"),
+    ]
+    for name, path in pages:
+        page.goto(flow.base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{name} scrolls sideways at phone width ({width}px)"
+        page.screenshot(path=str(flow.shots / f"{name}-phone.png"), full_page=True)
+    page.goto(flow.base + f"{task}/preview")
+    page.set_input_files("#preview-file", str(images("automobile", 40, 1)[0]))
+    page.locator("#preview-best-label").wait_for(timeout=60_000)
+    page.screenshot(path=str(flow.shots / "preview-result-phone.png"), full_page=True)
+    context.close()
+
+
+def keyboard_and_logout(flow: Flow) -> None:
+    page = flow.page
+    flow.go("/tasks")
+    flow.shot("tasks")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_role("button", name=re.compile("Log out")).click()
+    page.wait_for_url("**/login")
+    flow.shot("login")
+    page.get_by_label("Username").fill("wendy")
+    page.get_by_label("Password").fill("wendy-password")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/tasks")
+
+
+def test_full_web_flow(chromium: Any, live_server: str, screenshots: Path, tmp_path: Path) -> None:
+    context = chromium.new_context(viewport=DESKTOP)
+    flow = Flow(context.new_page(), live_server, screenshots)
+    try:
+        sign_up(flow)
+        create_task_with_labels(flow)
+        upload_images(flow, tmp_path)
+        fix_labels_in_grid(flow)
+        flow.go(flow.task_path() + "/settings")
+        flow.shot("settings")
+        train(flow)
+        preview(flow)
+        account(flow)
+        phone_screens(chromium, flow)
+        keyboard_and_logout(flow)
+    except Exception:
+        flow.shot("failure")
+        raise
+    finally:
+        context.close()
+    assert not flow.problems, flow.problems
