@@ -97,12 +97,20 @@ def default_extensions() -> list[Extension]:
 def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
     """Recognizer for serving, job context and runner; returns the shutdown callback."""
     from vize.jobs.setup import build_context, make_runner, queue_embedding
+    from vize.services.limits import Counter, Limiter
     from vize.services.recognition import Recognizer
 
     ctx = build_context(state.settings, sessions=state.sessions, blobs=state.blobs)
     runner = make_runner(ctx)
     recognizer = Recognizer(state.settings)
+    counter = Counter(state.settings.broker_url)
+    limiter = Limiter(
+        state.sessions, counter, state.settings.classify_rate_per_minute,
+        state.settings.monthly_quota,
+    )
     state.services.update(
+        counter=counter,
+        limiter=limiter,
         recognizer=recognizer,
         runner=runner,
         job_context=ctx,

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+# Set before numpy loads: ONNX Runtime and the request pool already use every core, and
+# BLAS threads on top of them oversubscribe a small machine (spinning OpenBLAS threads
+# slowed training several-fold under load). Head training is small enough for one thread.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 from vize.config import Settings
 

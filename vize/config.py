@@ -44,11 +44,15 @@ class Settings(BaseSettings):
     )
     smtp_url: str = Field("", description="smtp://user:pass@host:port; empty = outbox folder.")
     mail_from: str = Field("vize@localhost", description="Sender of notification emails.")
-    model_refresh_seconds: float = Field(
-        5.0, description="How often a replica re-checks a task's deployed version."
+    classify_rate_per_minute: int = Field(
+        0, description="Images a user may classify per minute (429 beyond); 0 = no limit."
     )
-    classify_rate_per_minute: int = Field(0, description="Per-user classify limit; 0 = none.")
-    monthly_quota: int = Field(0, description="Per-user classified images a month; 0 = none.")
+    monthly_quota: int = Field(
+        0, description="Images a user may classify per calendar month (429 beyond); 0 = none."
+    )
+    auth_failures_per_minute: int = Field(
+        20, description="Failed logins / bad tokens per client address per minute before 429."
+    )
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
 
     @cached_property

@@ -15,6 +15,7 @@ import pytest
 import vize.client.cli as client_cli
 from tests.client.conftest import LABELS, Run
 from tests.client.fakes import fake_training_server
+from tests.client.transport import HashReportingTransport, InProcessTransport
 from tests.conftest import dataset_dir, png_bytes
 from vize.cli import main
 from vize.client import VizeClient
@@ -257,3 +258,28 @@ def test_failed_training_exits_1_with_reason(cli: Cli, monkeypatch: pytest.Monke
     monkeypatch.setattr(client_cli, "TRANSPORT", fake_training_server("succeeded"))
     run = cli("train", "t1", "--wait", "--poll-interval", "0")
     assert run.code == 0 and "version 4: accuracy 90.0%" in run.out
+
+
+def test_import_skips_known_content_without_sending_it(
+    cli: Cli,
+    image_folder: Path,
+    transport: InProcessTransport,
+    vize: VizeClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With a server that reports content hashes, a re-run sends no image bytes at all.
+    hashing = HashReportingTransport(transport)
+    monkeypatch.setattr(client_cli, "TRANSPORT", hashing)
+    assert cli("import", str(image_folder), "--task", "cifar").code == 0
+    assert hashing.uploads == 18
+    run = cli("import", str(image_folder), "--task", "cifar")
+    assert "uploaded 0, already there 18, failed 0" in run.out and hashing.uploads == 18
+    # An image that lost its label is sent again, which gives the label back.
+    task = vize.tasks.resolve("cifar")
+    cat = task.label("cat")
+    assert cat is not None
+    victim = vize.images.list(task=task, label=cat).results[0]
+    vize.images.remove_label(victim, cat)
+    run = cli("import", str(image_folder), "--task", "cifar")
+    assert "uploaded 0, already there 18, failed 0" in run.out and hashing.uploads == 19
+    assert vize.images.list(task=task, label=cat).count == 6

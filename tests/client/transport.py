@@ -7,6 +7,8 @@ requests, before or after the app has handled them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,3 +91,30 @@ class FlakyTransport(httpx.BaseTransport):
         if failure == "timeout-after":
             raise httpx.ReadTimeout("answer lost (injected)", request=request)
         return response
+
+
+class HashReportingTransport(httpx.BaseTransport):
+    """Adds ``sha256`` to listed training images, as a server that reports content hashes
+    does; it hashes each image's file, fetched through the wrapped transport."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.uploads = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.rstrip("/")
+        if request.method == "POST" and path == "/v2/training-image":
+            self.uploads += 1
+        response = self.inner.handle_request(request)
+        if request.method != "GET" or path != "/v2/training-image" or response.status_code != 200:
+            return response
+        body = json.loads(response.read())
+        for image in body["results"]:
+            file_url = request.url.copy_with(
+                path=f"/v2/training-image/{image['id']}/file/", query=None
+            )
+            data = self.inner.handle_request(
+                httpx.Request("GET", file_url, headers=request.headers)
+            ).read()
+            image["sha256"] = hashlib.sha256(data).hexdigest()
+        return httpx.Response(200, json=body, request=request)

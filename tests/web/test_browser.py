@@ -84,6 +84,20 @@ def create_task_with_labels(flow: Flow) -> None:
     assert page.locator(".label-item").count() == 2
 
 
+def training_refused(flow: Flow) -> None:
+    """Training with too few images is refused, with the API's reason on the page."""
+    page = flow.page
+    flow.go(flow.task_path() + "/training")
+    page.get_by_role("button", name="Train a new version").click()
+    error = page.locator("#train-error")
+    error.wait_for(state="visible")
+    reason = error.inner_text()  # the API's 400 detail names each label short of images
+    assert "airplane" in reason and "automobile" in reason, reason
+    assert page.locator("#train-btn").is_enabled()
+    flow.shot("training-refused")
+    flow.go(flow.task_path())
+
+
 def wait_uploads(page: Any, expected: str) -> None:
     summary = page.locator("#upload-summary")
     summary.filter(has_text="Done:").wait_for(timeout=60_000)
@@ -174,6 +188,7 @@ def train(flow: Flow) -> None:
     flow.shot("training-before")
     page.get_by_role("button", name="Train a new version").click()
     page.locator("#train-status").wait_for(state="visible", timeout=10_000)
+    flow.shot("training-progress")
     done = page.locator("#train-done")
     error = page.locator("#train-error")
     page.locator("#train-done, #train-error").filter(has_text="Training").first.wait_for(
@@ -265,6 +280,7 @@ def test_full_web_flow(chromium: Any, live_server: str, screenshots: Path, tmp_p
     try:
         sign_up(flow)
         create_task_with_labels(flow)
+        training_refused(flow)
         upload_images(flow, tmp_path)
         fix_labels_in_grid(flow)
         flow.go(flow.task_path() + "/settings")

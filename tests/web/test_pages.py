@@ -216,6 +216,22 @@ def test_task_page_lists_images_per_label_with_paging(client: AppClient) -> None
     assert client.get(thumb).headers["content-type"] == "image/jpeg"
 
 
+def test_tagging_task_page_offers_tags(client: AppClient) -> None:
+    sign_up(client, "tess")
+    task_id = create_task(client, "Scenes", "multi_label")
+    sky = add_label(client, task_id, "sky")
+    add_label(client, task_id, "sea")
+    header = {"X-CSRFToken": api_csrf(client.get(f"/tasks/{task_id}").text)}
+    files = {"img_path": ("s.png", png_bytes(5), "image/png")}
+    client.post("/v2/training-image/", files=files, data={"labels": sky}, headers=header)
+    page = client.get(f"/tasks/{task_id}?label={sky}").text
+    assert "Tags for these images" in page and 'type="checkbox" name="labels"' in page
+    assert 'aria-label="Remove tag sky"' in page and "Add tag…" in page
+    assert "Move to…" not in page
+    training = client.get(f"/tasks/{task_id}/training").text
+    assert "need more images" in training and "at least one tag" not in training
+
+
 def test_another_users_task_is_404(client: AppClient, bob: dict[str, Any]) -> None:
     task = client.post("/v2/task/", headers=bob["headers"], data={"name": "Bob's"}).json()
     sign_up(client, "kate")
@@ -253,6 +269,7 @@ def test_training_page_before_any_model(client: AppClient) -> None:
     page = client.get(f"/tasks/{task_id}/training").text
     assert 'id="train-btn"' in page and f"/v2/task/{task_id}/train/" in page
     assert "at least two labels" in page and "No model yet" in page
+    assert "ready to train" not in page
 
 
 def test_evaluation_shows_metrics_heatmap_and_mistakes(client: AppClient, app: FastAPI) -> None:

@@ -223,6 +223,8 @@ def cmd_import(args: argparse.Namespace, client: VizeClient) -> int:
     report = job.report
     state = "created" if report.task_created else "existing"
     note(f"Task {report.task.name!r} ({state}, {report.task.id})")
+    if args.type and report.task.type != args.type:
+        note(f"warning: the task is {report.task.type}; --type {args.type} is ignored")
     if report.labels_created:
         note(f"Created labels: {', '.join(report.labels_created)}")
     with tqdm(total=len(job.items), unit="img", desc="Uploading", disable=None) as bar:

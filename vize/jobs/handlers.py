@@ -53,13 +53,17 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
         ctx.sessions, ctx.blobs, recognizer, list(zip(ts.image_ids, ts.blob_keys, strict=True)),
         _views(ctx), progress=lambda f, m: progress(0.02 + 0.8 * f, m),
     )
+    embed_seconds = time.perf_counter() - started
     progress(0.85, "Training and evaluating the model")
     report, artifact = training.fit(ts, emb, kind, backbones, _views(ctx))
+    fit_seconds = time.perf_counter() - started - embed_seconds
     key = f"models/{job.task_id}/{job.model_id}.npz"
     ctx.blobs.put(key, artifact)  # written before the row says "trained": never half a model
     metrics = training.shape_metrics(
         report, ts.labels, ts, backbones, time.perf_counter() - started
     )
+    metrics["embed_seconds"] = round(embed_seconds, 3)
+    metrics["fit_seconds"] = round(fit_seconds, 3)
     version = _commit_model(ctx, job, key, metrics, len(ts.image_ids))
     _notify(ctx, "training_succeeded", job.task_id, job.model_id)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."

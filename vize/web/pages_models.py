@@ -31,10 +31,13 @@ def training_page(
     model = views.pick_model(models, version, task.production_version)
     metrics: dict[str, Any] = (model or {}).get("metrics") or {}
     labels = views.label_rows(db, task, settings.min_images_per_label)
+    trainable = [row for row in labels if not row.is_negative]
+    min_labels = 2 if task.type == "multi_class" else 1
     context = {
         **task_context(request, task, user, "training"),
-        "labels": labels,
-        "short_labels": [row for row in labels if not row.ready and not row.is_negative],
+        "trainable": trainable,
+        "min_labels": min_labels if len(trainable) < min_labels else 0,
+        "short_labels": [row for row in trainable if not row.ready],
         "models": models,
         "model": model,
         "metrics": metrics,

@@ -70,6 +70,8 @@
       best.hidden = false;
     }
     labels.forEach(function (label) { bars.appendChild(bar(label, top && label.id === top.id)); });
+    /* On a phone the result card sits below the form: bring it into view. */
+    document.getElementById("result-title").scrollIntoView({ block: "nearest" });
   }
 
   function classify(record) {

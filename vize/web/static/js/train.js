@@ -30,17 +30,6 @@
     button.textContent = on ? "Training…" : "Train a new version";
   }
 
-  function refusal(result) {
-    var text = window.Vize.errorText(result);
-    var labels = result.data && result.data.labels;
-    if (labels && labels.length) {
-      text += " " + labels.map(function (l) {
-        return l.name + ": " + l.images_count + " of " + l.required;
-      }).join("; ") + ".";
-    }
-    return text;
-  }
-
   function render(status) {
     box.hidden = false;
     var progress = Math.max(0, Math.min(1, Number(status.progress) || 0));
@@ -98,7 +87,7 @@
         return;
       }
       busy(false);
-      show(errorBox, refusal(result));
+      show(errorBox, window.Vize.errorText(result));
     }, function () {
       busy(false);
       show(errorBox, "Could not reach the server.");

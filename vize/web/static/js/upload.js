@@ -14,7 +14,7 @@
   var input = document.getElementById("upload-files");
   var queue = [];
   var running = 0;
-  var stats = { total: 0, done: 0, ok: 0, dup: 0, failed: 0 };
+  var stats = { total: 0, done: 0, ok: 0, dup: 0, failed: 0, closing: false };
 
   function chosenLabels() {
     var select = document.getElementById("upload-label");
@@ -53,19 +53,18 @@
     stats.done += 1;
     stats[kind === "ok" ? "ok" : kind === "dup" ? "dup" : "failed"] += 1;
     running -= 1;
-    showSummary();
+    showSummary(false);
     next();
   }
 
-  function showSummary() {
+  /* "Done" only once the counts and the grid show the new images too. */
+  function showSummary(final) {
     var parts = [stats.ok + " uploaded"];
     if (stats.dup) parts.push(stats.dup + " already there");
     if (stats.failed) parts.push(stats.failed + " failed");
-    var prefix = stats.done < stats.total
-      ? "Uploading " + stats.done + " of " + stats.total + "… "
-      : "Done: ";
+    var prefix = final ? "Done: " : "Uploading " + stats.done + " of " + stats.total + "… ";
     summary.textContent = prefix + parts.join(", ") + ".";
-    summary.classList.toggle("error-text", stats.failed > 0 && stats.done === stats.total);
+    summary.classList.toggle("error-text", final && stats.failed > 0);
   }
 
   function onLoad(item, xhr) {
@@ -102,8 +101,11 @@
       if (problem) finish(item, "err", problem);
       else send(item);
     }
-    if (!running && !queue.length && stats.total) {
-      window.Vize.refresh(["labels-panel", "image-grid"]);
+    if (!running && !queue.length && stats.total && !stats.closing) {
+      stats.closing = true;
+      var batch = stats;
+      var last = function () { if (batch === stats) showSummary(true); };
+      window.Vize.refresh(["labels-panel", "image-grid"]).then(last, last);
     }
   }
 
@@ -120,15 +122,15 @@
       summary.classList.add("error-text");
       return;
     }
-    if (stats.done === stats.total) {
+    if (stats.closing || !stats.total) {
       list.textContent = "";
-      stats = { total: 0, done: 0, ok: 0, dup: 0, failed: 0 };
+      stats = { total: 0, done: 0, ok: 0, dup: 0, failed: 0, closing: false };
     }
     files.forEach(function (file) {
       queue.push({ file: file, labels: labels, view: row(file) });
       stats.total += 1;
     });
-    showSummary();
+    showSummary(false);
     next();
   }
 

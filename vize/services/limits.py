@@ -1,0 +1,110 @@
+"""Rate limits and quotas: a per-minute window kept in Redis when configured (shared by all
+replicas) or in process memory (embedded default), and a monthly quota from the usage table."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from vize.db.tables import Usage
+from vize.errors import TooManyRequests
+
+WINDOW = 60
+
+
+class Counter:
+    """Fixed one-minute windows: ``hit(key, n)`` returns the count in the current window."""
+
+    def __init__(self, redis_url: str = "") -> None:
+        self._redis = None
+        if redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(redis_url)
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, int], int] = defaultdict(int)
+
+    def hit(self, key: str, n: int = 1) -> tuple[int, int]:
+        """(count after this hit, seconds until the window resets)."""
+        now = time.time()
+        window = int(now // WINDOW)
+        retry = max(1, math.ceil((window + 1) * WINDOW - now))
+        if self._redis is not None:
+            rkey = f"vize:rate:{key}:{window}"
+            pipe = self._redis.pipeline()
+            pipe.incrby(rkey, n)
+            pipe.expire(rkey, WINDOW * 2)
+            count = int(pipe.execute()[0])
+            return count, retry
+        with self._lock:
+            for old in [k for k in self._counts if k[1] < window]:
+                del self._counts[old]
+            self._counts[(key, window)] += n
+            return self._counts[(key, window)], retry
+
+    def peek(self, key: str) -> int:
+        window = int(time.time() // WINDOW)
+        if self._redis is not None:
+            value = self._redis.get(f"vize:rate:{key}:{window}")
+            return int(value or 0)
+        with self._lock:
+            return self._counts.get((key, window), 0)
+
+
+class Limiter:
+    def __init__(
+        self, sessions: sessionmaker[Session], counter: Counter, per_minute: int, monthly: int
+    ) -> None:
+        self.sessions, self.counter = sessions, counter
+        self.per_minute, self.monthly = per_minute, monthly
+
+    def check(self, user_id: str, n: int) -> None:
+        """Raise 429 (with Retry-After) if classifying n more images exceeds a limit."""
+        if self.monthly:
+            self._check_monthly(user_id, n)
+        if self.per_minute:
+            count, retry = self.counter.hit(f"classify:{user_id}", n)
+            if count > self.per_minute:
+                raise TooManyRequests(
+                    f"Rate limit: at most {self.per_minute} images per minute; "
+                    f"retry in {retry} s.",
+                    headers={"Retry-After": str(retry)},
+                )
+
+    def _check_monthly(self, user_id: str, n: int) -> None:
+        now = datetime.now(UTC)
+        month = now.strftime("%Y-%m")
+        with self.sessions() as db:
+            used = db.scalar(
+                select(func.coalesce(func.sum(Usage.classifications), 0)).where(
+                    Usage.user_id == user_id, Usage.day.like(f"{month}-%")
+                )
+            ) or 0
+        if used + n > self.monthly:
+            nxt = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+            retry = max(1, int((nxt - now).total_seconds()))
+            raise TooManyRequests(
+                f"Monthly quota of {self.monthly} classified images reached "
+                f"({used} used this month).",
+                code="quota_exceeded",
+                headers={"Retry-After": str(retry)},
+            )
+
+
+def check_auth_failures(counter: Counter, client: str, limit: int) -> None:
+    """Before checking a credential: refuse clients that failed too often this minute."""
+    if limit and counter.peek(f"authfail:{client}") >= limit:
+        raise TooManyRequests(
+            "Too many failed authentication attempts; wait a minute.",
+            headers={"Retry-After": str(WINDOW)},
+        )
+
+
+def record_auth_failure(counter: Counter, client: str) -> None:
+    counter.hit(f"authfail:{client}")
