@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.api.conftest import token_user
 from tests.api.helpers import assert_error
 from tests.conftest import png_bytes
 from tests.inprocess import AppClient, app_client
@@ -34,6 +35,11 @@ ENDPOINTS = [
 def settings(settings: Settings) -> Settings:
     settings.embedded_worker = False  # no job runs here: spare each test starting a worker
     return settings
+
+
+@pytest.fixture
+def alice(client: AppClient, settings: Settings) -> dict[str, Any]:
+    return token_user(settings, "alice")  # no password: argon2 would cost 0.25 s a test
 
 
 @pytest.fixture
@@ -138,7 +144,8 @@ JSON_WRITES = [
 
 
 @pytest.mark.parametrize(
-    "body", [b"{not json", b"[1, 2]", b'"text"', b'{"name": NaN}', b"\xff\xfe", b"[" * 100_000],
+    "body",
+    [b"{not json", b"[1, 2]", b'"text"', b'{"name": NaN}', b"\xff\xfe", b"[" * 100_000],
     ids=["syntax", "array", "string", "nan", "not-utf8", "deep"],
 )
 def test_400_invalid_json_body(client: AppClient, alice: dict, body: bytes) -> None:
@@ -148,25 +155,26 @@ def test_400_invalid_json_body(client: AppClient, alice: dict, body: bytes) -> N
         assert_error(r, 400, "invalid_json")
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "kw", "code"),
-    [
-        ("POST", "/v2/task/", {"json": {}}, "required"),
-        ("POST", "/v2/task/", {"json": {"name": "x", "type": "?"}}, "invalid_task_type"),
-        ("POST", "/v2/label/", {"data": {"description": "no name"}}, "required"),
-        ("POST", "/v2/training-image/", {"json": {"records": []}}, "invalid_records"),
-        ("PATCH", "/v2/account/", {"json": {"email": "nope"}}, "invalid_email"),
-        ("POST", "/v2/task/", {"content": b"--x\r\nbroken",
-                               "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
-         None),
-        ("POST", "/v2/task/", {"content": b"junk", "headers": {"Content-Type": "multipart/form-data"}},
-         None),
-    ],
-)  # fmt: skip
+MULTIPART = "multipart/form-data"
+BAD_REQUESTS = [
+    ("POST", "/v2/task/", {"json": {}}, "required"),
+    ("POST", "/v2/task/", {"json": {"name": "x", "type": "?"}}, "invalid_task_type"),
+    ("POST", "/v2/label/", {"data": {"description": "no name"}}, "required"),
+    ("POST", "/v2/training-image/", {"json": {"records": []}}, "invalid_records"),
+    ("PATCH", "/v2/account/", {"json": {"email": "nope"}}, "invalid_email"),
+    ("POST", "/v2/task/", {"content": b"--x\r\nbroken", "ctype": f"{MULTIPART}; boundary=x"}, None),
+    ("POST", "/v2/task/", {"content": b"junk", "ctype": MULTIPART}, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kw", "code"), BAD_REQUESTS)
 def test_400_validation(
     client: AppClient, alice: dict, method: str, path: str, kw: dict[str, Any], code: str | None
 ) -> None:
-    headers = {**alice["headers"], **kw.pop("headers", {})}
+    kw = dict(kw)
+    headers = dict(alice["headers"])
+    if "ctype" in kw:
+        headers["Content-Type"] = kw.pop("ctype")
     assert_error(client.request(method, path, headers=headers, **kw), 400, code)
 
 

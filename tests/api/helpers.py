@@ -35,7 +35,9 @@ def upload(
 ) -> Any:
     """POST one image as multipart ``img_path`` (the documented way); returns the response."""
     return client.post(
-        "/v2/training-image/", headers=headers, files={"img_path": (name, data, ctype)},
+        "/v2/training-image/",
+        headers=headers,
+        files={"img_path": (name, data, ctype)},
         data=fields,
     )
 

@@ -26,7 +26,9 @@ def test_account_fields(client: AppClient, alice: dict) -> None:
 
 def test_patch_email_and_notification_switch(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
-    r = client.patch("/v2/account/", headers=h, json={"email": " new@example.org ", "notify_email": False})
+    r = client.patch(
+        "/v2/account/", headers=h, json={"email": " new@example.org ", "notify_email": False}
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["email"], r.json()["notify_email"]) == ("new@example.org", False)
     r = client.patch("/v2/account", headers=h, data={"notify_email": "on"})
@@ -41,7 +43,9 @@ def test_patch_rejects_bad_email(client: AppClient, alice: dict, email: object) 
     r = client.patch("/v2/account/", headers=alice["headers"], json={"email": email})
     body = assert_error(r, 400)
     assert body["code"] in ("invalid_email", "invalid_field")
-    assert client.get("/v2/account/", headers=alice["headers"]).json()["email"] == "alice@example.com"
+    assert (
+        client.get("/v2/account/", headers=alice["headers"]).json()["email"] == "alice@example.com"
+    )
 
 
 def test_regenerate_token_replaces_the_old_one(client: AppClient, alice: dict) -> None:

@@ -15,7 +15,9 @@ def test_documented_flow(client: AppClient, alice: dict) -> None:
     assert r.status_code == 200 and r.json()["results"] == []
     # curl -XPOST ... -F 'name=My new task' -F 'description=Demo task' .../v2/task/
     r = client.post(
-        "/v2/task/", headers=h, files={"name": (None, "My new task"), "description": (None, "Demo task")}
+        "/v2/task/",
+        headers=h,
+        files={"name": (None, "My new task"), "description": (None, "Demo task")},
     )
     assert r.status_code == 201, r.text
     task = r.json()

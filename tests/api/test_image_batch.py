@@ -48,7 +48,9 @@ def test_base64_batch_reports_each_record(client: AppClient, alice: dict) -> Non
     ]  # fmt: skip
     first, dup = body["records"][0], body["records"][-1]
     assert first["mine"] == 7 and "_base64" not in first  # own fields echoed, payload not
-    assert [lbl["id"] for lbl in first["labels"]] == [label["id"]] and first["meta_data"] == {"k": 1}
+    assert [lbl["id"] for lbl in first["labels"]] == [label["id"]] and first["meta_data"] == {
+        "k": 1
+    }
     assert dup["id"] == first["id"] and "already exists" in dup["detail"]
     assert body["records"][6]["test_image"] is True
     assert body["status"]["code"] == 200 and "5 record(s) failed" in body["status"]["text"]

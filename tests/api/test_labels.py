@@ -17,7 +17,7 @@ def test_create_with_form_and_json(client: AppClient, alice: dict) -> None:
     r = client.post("/v2/label/", headers=h, data={"name": "New label"})
     assert r.status_code == 201, r.text
     label = r.json()
-    assert set(label) == LABEL_FIELDS
+    assert set(label) >= LABEL_FIELDS
     assert (label["name"], label["type"], label["images_count"], label["tasks_count"]) == (
         "New label", "category", 0, 0,
     )  # fmt: skip
@@ -36,9 +36,9 @@ def test_create_attached_to_a_task(client: AppClient, alice: dict, key: str) -> 
     task = create_task(client, h)
     label = create_label(client, h, **{key: task["id"]})
     assert label["tasks_count"] == 1
-    assert [lbl["id"] for lbl in client.get(f"/v2/task/{task['id']}", headers=h).json()["labels"]] == [
-        label["id"]
-    ]
+    assert [
+        lbl["id"] for lbl in client.get(f"/v2/task/{task['id']}", headers=h).json()["labels"]
+    ] == [label["id"]]
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,9 @@ def test_list_filters_and_paginates(client: AppClient, alice: dict) -> None:
     names = ["delta", "alpha", "charlie", "bravo"]
     labels = {n: create_label(client, h, name=n) for n in names}
     for n in ("alpha", "delta"):
-        client.post(f"/v2/task/{task['id']}/add-label", headers=h, json={"label_id": labels[n]["id"]})
+        client.post(
+            f"/v2/task/{task['id']}/add-label", headers=h, json={"label_id": labels[n]["id"]}
+        )
     page = client.get("/v2/label/?page_size=3", headers=h).json()
     assert page["count"] == 4 and [lbl["name"] for lbl in page["results"]] == names_sorted()[:3]
     rest = client.get(page["next"], headers=h).json()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -63,8 +62,6 @@ def test_every_endpoint(client: AppClient, alice: dict, prefix: str, slash: str)
     token = call("POST", "account/regenerate-token", 200)["token"]
     h = {"Authorization": f"Token {token}"}
     assert call("GET", "account", 200)["username"] == "alice"
-
-
 
 
 @pytest.mark.parametrize("path", ["task", "label", "training-image", "account", "usage"])

@@ -15,6 +15,7 @@ from vize.client import (
     NotFound,
     NotTrained,
     PermissionDenied,
+    QuotaExceeded,
     RateLimited,
     ServerError,
     TrainingInProgress,
@@ -124,6 +125,7 @@ def test_api_root(url: str, root: str) -> None:
         (409, "conflict", Conflict),
         (409, "training_in_progress", TrainingInProgress),
         (429, "rate_limited", RateLimited),
+        (429, "quota_exceeded", QuotaExceeded),
         (502, "http_502", ServerError),
         (418, "teapot", VizeAPIError),
     ],
@@ -137,3 +139,18 @@ def test_existing_image_id_from_detail() -> None:
     assert existing_image_id(f"Image already exists: {uid}") == uid
     assert existing_image_id("Training image ALREADY EXISTS (id " + uid + ")") == uid
     assert existing_image_id("Label not found.") is None
+
+
+def test_long_retry_after_is_not_slept_through() -> None:
+    def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        body = b'{"detail": "Monthly quota reached.", "code": "quota_exceeded"}'
+        return 429, {"Retry-After": "86400"}, body
+
+    with (
+        serve(handler) as (url, seen),
+        VizeClient(url, "t") as sdk,
+        pytest.raises(QuotaExceeded) as info,
+    ):
+        sdk.classify("task", b"x")
+    assert len(seen) == 1 and info.value.retry_after == 86400
+    assert isinstance(info.value, RateLimited)

@@ -51,7 +51,13 @@ def test_int_field_refuses(value: object) -> None:
 
 @pytest.mark.parametrize(
     ("search", "pattern"),
-    [("cat", "%cat%"), ("50%", "%50\\%%"), ("a_b", "%a\\_b%"), ("a\\b", "%a\\\\b%"), ("\x00x", "%x%")],
+    [
+        ("cat", "%cat%"),
+        ("50%", "%50\\%%"),
+        ("a_b", "%a\\_b%"),
+        ("a\\b", "%a\\\\b%"),
+        ("\x00x", "%x%"),
+    ],
 )
 def test_like_pattern(search: str, pattern: str) -> None:
     assert like_pattern(search) == pattern

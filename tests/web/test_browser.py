@@ -19,6 +19,7 @@ pytestmark = pytest.mark.browser
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 TRAIN_TIMEOUT_MS = 240_000
+EXPECTED_REFUSALS = ("/v2/training-image/", "/train/")
 
 
 def images(label: str, first: int, count: int) -> list[Path]:
@@ -39,9 +40,10 @@ class Flow:
         page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
 
     def _console(self, message: Any) -> None:
-        # The deliberately broken upload is refused (400); anything else is a problem.
+        # The broken upload and the early training are refused on purpose (HTTP 400);
+        # any other console error is a problem.
         url = str((message.location or {}).get("url", ""))
-        if message.type == "error" and not url.endswith("/v2/training-image/"):
+        if message.type == "error" and not url.endswith(EXPECTED_REFUSALS):
             self.problems.append(f"console: {message.text} ({url})")
 
     def go(self, path: str) -> None:
@@ -275,6 +277,7 @@ def keyboard_and_logout(flow: Flow) -> None:
 
 
 def test_full_web_flow(chromium: Any, live_server: str, screenshots: Path, tmp_path: Path) -> None:
+    (screenshots / "failure.png").unlink(missing_ok=True)
     context = chromium.new_context(viewport=DESKTOP)
     flow = Flow(context.new_page(), live_server, screenshots)
     try:

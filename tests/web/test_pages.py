@@ -242,6 +242,7 @@ def test_another_users_task_is_404(client: AppClient, bob: dict[str, Any]) -> No
     response = post_form(client, f"/tasks/{task['id']}/delete", {})
     assert response.status_code == 404
     assert client.get("/tasks/not-a-uuid").status_code == 404
+    assert client.get("/tasks?page=abc").status_code == 400
     assert client.get(f"/v2/task/{task['id']}", headers=bob["headers"]).status_code == 200
 
 

@@ -96,6 +96,7 @@ def image_out(image: Image, root: str, prefix: str = "/v2") -> dict[str, Any]:
         "img_width": image.width,
         "img_height": image.height,
         "file_name": image.file_name,
+        "sha256": image.sha256,
         "content_type": image.content_type,
         "labels": [label_out(lbl) for lbl in image.labels],
         "meta_data": image.meta_data,

@@ -111,17 +111,23 @@ class Http:
                 if attempt > 0 and method == "DELETE" and isinstance(error, NotFound):
                     # An earlier attempt deleted it but its answer was lost.
                     return response
-                if not self._should_retry(response.status_code, safe, attempt):
-                    raise error
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if not self._should_retry(response.status_code, safe, attempt, retry_after):
+                    raise error
                 self._sleep(self._delay(attempt, retry_after))
                 attempt += 1
                 continue
             self._sleep(self._delay(attempt, None))
             attempt += 1
 
-    def _should_retry(self, status: int, safe: bool, attempt: int) -> bool:
+    def _should_retry(
+        self, status: int, safe: bool, attempt: int, retry_after: float | None
+    ) -> bool:
         if attempt >= self.retries:
+            return False
+        if retry_after is not None and retry_after > self.max_backoff:
+            # A quota reset or lock-out: sleeping through it would only look like a hang;
+            # the caller gets the error with its retry_after and decides.
             return False
         return status in _RETRY_ANY or (safe and status in _RETRY_IDEMPOTENT)
 

@@ -106,6 +106,10 @@ class RateLimited(VizeAPIError):
         return parse_retry_after(self.body.get("_retry_after"))
 
 
+class QuotaExceeded(RateLimited):
+    """429 ``quota_exceeded``: the monthly allowance is used up (``retry_after``: until reset)."""
+
+
 class ServerError(VizeAPIError):
     """5xx after all retries."""
 
@@ -134,6 +138,7 @@ _BY_CODE: dict[str, type[VizeAPIError]] = {
     "not_enough_images": NotEnoughData,
     "not_enough_labels": NotEnoughData,
     "training_in_progress": TrainingInProgress,
+    "quota_exceeded": QuotaExceeded,
 }
 _BY_STATUS: dict[int, type[VizeAPIError]] = {
     400: ValidationError,

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,7 +52,7 @@ class Counter:
     def peek(self, key: str) -> int:
         window = int(time.time() // WINDOW)
         if self._redis is not None:
-            value = self._redis.get(f"vize:rate:{key}:{window}")
+            value: Any = self._redis.get(f"vize:rate:{key}:{window}")
             return int(value or 0)
         with self._lock:
             return self._counts.get((key, window), 0)

@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from vize.api.deps import get_state, session_user_id
@@ -50,7 +52,7 @@ def _user(request: Request) -> User | None:
 
 
 class WebRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
@@ -58,6 +60,9 @@ class WebRoute(APIRoute):
                 return await handler(request)
             except LoginRequired as exc:
                 return redirect(request, f"/login?next={quote(exc.next_url)}")
+            except RequestValidationError:
+                bad = VizeError("This address has a malformed parameter.", code="invalid")
+                return error_page(request, bad)
             except VizeError as exc:
                 if request.method == "GET" or isinstance(exc, NotFound | CsrfFailed):
                     return error_page(request, exc)

@@ -83,6 +83,7 @@
     window.Vize.api("POST", trainUrl).then(function (result) {
       if (result.ok || (result.data && result.data.code === "training_in_progress")) {
         render({ state: "queued", progress: 0, message: "Waiting for a worker…" });
+        window.Vize.refresh(["versions"]);  /* the new version appears as queued */
         poll();
         return;
       }

@@ -1,0 +1,79 @@
+"""Tasks and labels at the service level: field rules, the negative label, deployment."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from vize.db.tables import Label, Model, User
+from vize.errors import InvalidInput
+from vize.services import labels as labels_service
+from vize.services import tasks as tasks_service
+
+
+def test_create_task_cleans_and_checks(db: Session, carol: User) -> None:
+    task = tasks_service.create_task(db, carol, "  t  ", "d")
+    assert (task.name, task.description, task.production_version) == ("t", "d", -1)
+    for name, desc, kind in (
+        ("", "", "multi_class"),
+        ("t", "", "other"),
+        ("t", "\x00", "multi_class"),
+    ):
+        with pytest.raises(InvalidInput):
+            tasks_service.create_task(db, carol, name, desc, kind)
+
+
+def test_update_task_treats_none_as_not_sent(db: Session, carol: User) -> None:
+    task = tasks_service.create_task(db, carol, "t", "d")
+    tasks_service.update_task(db, carol, task, {"name": None, "description": None, "type": None})
+    assert (task.name, task.description) == ("t", "d")
+    tasks_service.update_task(db, carol, task, {"webhook_url": ""})
+    assert task.webhook_url == ""
+
+
+def test_production_version_pins_a_trained_model(db: Session, carol: User) -> None:
+    task = tasks_service.create_task(db, carol, "t")
+    db.add_all([Model(task_id=task.id, version=1, train_status="trained"),
+                Model(task_id=task.id, version=2, train_status="failed")])  # fmt: skip
+    db.flush()
+    tasks_service.update_task(db, carol, task, {"production_version": "1"})
+    assert (task.production_version, task.production_pinned) == (1, True)
+    with pytest.raises(InvalidInput):
+        tasks_service.update_task(db, carol, task, {"production_version": 2})
+    assert task.production_version == 1
+
+
+def test_negative_label_lives_and_dies_with_its_task(db: Session, carol: User) -> None:
+    task = tasks_service.create_task(db, carol, "tags", type="multi_label")
+    negative = db.get(Label, task.negative_label_id)
+    assert negative is not None and negative.type == "tag"
+    with pytest.raises(InvalidInput):
+        tasks_service.remove_label(db, carol, task, negative)
+    with pytest.raises(InvalidInput):
+        labels_service.delete_label(db, negative)
+    tasks_service.delete_task(db, task)
+    assert db.get(Label, negative.id) is None
+
+
+def test_negative_label_attached_elsewhere_survives(db: Session, carol: User) -> None:
+    task = tasks_service.create_task(db, carol, "tags", type="multi_label")
+    other = tasks_service.create_task(db, carol, "other", type="multi_label")
+    negative = db.get(Label, task.negative_label_id)
+    assert negative is not None
+    tasks_service.add_label(db, carol, other, negative)
+    tasks_service.delete_task(db, task)
+    assert db.get(Label, negative.id) is negative
+    tasks_service.remove_label(db, carol, other, negative)  # not *this* task's negative label
+    assert negative not in other.labels
+
+
+def test_label_fields(db: Session, carol: User) -> None:
+    tagging = tasks_service.create_task(db, carol, "tags", type="multi_label")
+    tag = labels_service.create_label(db, carol, {"name": " red ", "type": ""}, tagging)
+    assert (tag.name, tag.type) == ("red", "tag")
+    labels_service.update_label(db, tag, {"name": None, "description": "x", "output_name": "R"})
+    assert (tag.name, tag.description, tag.output_name) == ("red", "x", "R")
+    for fields in ({"name": ""}, {"output_name": "o" * 256}, {"type": "blob"}, {"name": ["a"]}):
+        with pytest.raises(InvalidInput):
+            labels_service.update_label(db, tag, fields)
+    assert tag.name == "red"
