@@ -14,6 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from vize import __version__, web
 from vize.api.deps import AppState
+from vize.api.limits import install_body_limit
 from vize.api.routes import account, classify, images, labels, models, tasks, training
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, extensions: list[Extension] | N
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_body_limit(app, settings)
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)

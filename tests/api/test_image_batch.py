@@ -129,7 +129,7 @@ def image_server() -> Iterator[tuple[str, list[str]]]:
     hosts: list[str] = []
     handler = type("Handler", (_Handler,), {"hosts": hosts})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", hosts

@@ -102,3 +102,21 @@ def test_list_filters_and_labels(
     assert labels_service.counts(db, [label.id]) == {label.id: (2, 0)}
     images_service.remove_label(db, a, label)
     assert labels_service.counts(db, [label.id]) == {label.id: (1, 0)}
+
+
+def test_concurrent_labelling_of_an_image_is_idempotent(
+    sessions: sessionmaker[Session], blobs: LocalBlobStore, settings: Settings, carol: User
+) -> None:
+    from tests.services.test_tasks_labels import race
+
+    with sessions.begin() as db:
+        image_id = images_service.upload_image(db, blobs, settings, carol, png_bytes(9)).image.id
+        label_id = labels_service.create_label(db, carol, {"name": "l"}, None).id
+
+    def label_it(db: Session) -> list[str]:
+        image = images_service.get_image(db, carol, image_id)
+        label = labels_service.get_label(db, carol, label_id)
+        return [lbl.id for lbl in images_service.add_label(db, image, label).labels]
+
+    first, second = race(sessions, label_it)
+    assert first == second == [label_id]

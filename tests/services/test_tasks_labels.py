@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from vize.db.tables import Label, Model, User
 from vize.errors import InvalidInput
@@ -77,3 +81,44 @@ def test_label_fields(db: Session, carol: User) -> None:
         with pytest.raises(InvalidInput):
             labels_service.update_label(db, tag, fields)
     assert tag.name == "red"
+
+
+def test_concurrent_attach_of_the_same_label_is_idempotent(
+    sessions: sessionmaker[Session], carol: User
+) -> None:
+    """Two parallel add-label requests: the second must not fail on the primary key."""
+    with sessions.begin() as db:
+        task_id = tasks_service.create_task(db, carol, "t").id
+        label_id = labels_service.create_label(db, carol, {"name": "l"}, None).id
+
+    def attach(db: Session) -> list[str]:
+        task = tasks_service.get_task(db, carol, task_id)
+        label = labels_service.get_label(db, carol, label_id)
+        return [lbl.id for lbl in tasks_service.add_label(db, carol, task, label).labels]
+
+    first, second = race(sessions, attach)
+    assert first == second == [label_id]
+
+
+def race(sessions: sessionmaker[Session], op: Callable[[Session], object]) -> tuple[object, object]:
+    """``op`` in a first transaction (not yet committed), then in a second one that runs into
+    it; the first commits while the second waits. Returns both results."""
+    results: list[object] = []
+
+    def second() -> None:
+        try:
+            with sessions.begin() as db:
+                results.append(op(db))
+        except BaseException as exc:  # reported by the caller's assertion
+            results.append(exc)
+
+    with sessions() as db:
+        first = op(db)
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)  # let the second reach its insert and wait on the first's lock
+        db.commit()
+    thread.join(60)
+    [other] = results
+    assert not isinstance(other, BaseException), repr(other)
+    return first, other

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vize.db.tables import Base
@@ -87,3 +88,18 @@ def like_pattern(search: str) -> str:
     for ch in ("\\", "%", "_"):
         text = text.replace(ch, "\\" + ch)
     return f"%{text}%"
+
+
+def append_link(db: Session, owner: Base, collection: str, item: Base) -> None:
+    """Add ``item`` to a many-to-many collection of ``owner``, idempotently, also when a
+    parallel request adds the same link first (its primary key then refuses our row)."""
+    items = getattr(owner, collection)
+    if item in items:
+        return
+    try:
+        with db.begin_nested():
+            items.append(item)
+            db.flush()
+    except IntegrityError:
+        pass  # the other request's link is there: the outcome asked for
+    db.expire(owner, [collection])  # reloaded from the database, in the relationship's order

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from vize.config import Settings
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User
 from vize.errors import InvalidInput
-from vize.services.common import Page, get_owned, like_pattern, paginate
+from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import check_image, make_thumbnail
 from vize.storage import BlobStore
 
@@ -138,9 +138,7 @@ def update_image(db: Session, image: Image, fields: dict[str, Any]) -> Image:
 
 
 def add_label(db: Session, image: Image, label: Label) -> Image:
-    if label not in image.labels:
-        image.labels.append(label)
-        db.flush()
+    append_link(db, image, "labels", label)
     return image
 
 

@@ -89,18 +89,11 @@ def counts(db: Session, label_ids: list[str]) -> dict[str, tuple[int, int]]:
     """(images_count, tasks_count) per label id, in two grouped queries."""
     if not label_ids:
         return {}
-    images = dict(
-        db.execute(
-            select(ImageLabel.label_id, func.count())
-            .where(ImageLabel.label_id.in_(label_ids))
-            .group_by(ImageLabel.label_id)
-        ).all()
-    )
-    tasks = dict(
-        db.execute(
-            select(TaskLabel.label_id, func.count())
-            .where(TaskLabel.label_id.in_(label_ids))
-            .group_by(TaskLabel.label_id)
-        ).all()
-    )
+    images = _count_by_label(db, ImageLabel.label_id, label_ids)
+    tasks = _count_by_label(db, TaskLabel.label_id, label_ids)
     return {lid: (images.get(lid, 0), tasks.get(lid, 0)) for lid in label_ids}
+
+
+def _count_by_label(db: Session, column: Any, label_ids: list[str]) -> dict[str, int]:
+    stmt = select(column, func.count()).where(column.in_(label_ids)).group_by(column)
+    return {lid: int(n) for lid, n in db.execute(stmt).tuples()}

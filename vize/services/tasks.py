@@ -12,6 +12,7 @@ from vize.errors import InvalidInput
 from vize.services.common import (
     LONG_TEXT,
     Page,
+    append_link,
     get_owned,
     int_field,
     like_pattern,
@@ -132,10 +133,7 @@ def _attached_anywhere(db: Session, label_id: str) -> bool:
 
 
 def add_label(db: Session, user: User, task: Task, label: Label) -> Task:
-    if label not in task.labels:
-        task.labels.append(label)
-        db.flush()
-        db.expire(task, ["labels"])  # reloaded in the relationship's order (by name)
+    append_link(db, task, "labels", label)
     return task
 
 
