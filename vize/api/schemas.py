@@ -123,8 +123,13 @@ def model_out(model: Model) -> dict[str, Any]:
 
 
 def page_out(request: Request, page: Page[Any], page_no: int, size: int, items: list[Any]) -> dict:
+    public = request.app.state.vize.settings.public_url.rstrip("/")
+
     def link(n: int) -> str:
-        return str(request.url.include_query_params(page=n, page_size=size))
+        url = request.url.include_query_params(page=n, page_size=size)
+        if public:  # behind a proxy: link to the public address, not the internal one
+            return public + url.path + ("?" + url.query if url.query else "")
+        return str(url)
 
     has_next = page_no * size < page.count
     return {

@@ -99,8 +99,15 @@ class Notifier:
             smtp.send_message(msg)
 
     def post_webhook(self, url: str, secret: str, payload: dict[str, Any]) -> None:
-        check_url(url, self.settings.url_allow_hosts)
+        target = check_url(url, self.settings.url_allow_hosts)  # pinned: no DNS rebinding
         body = json.dumps(payload, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body)}
-        with httpx.Client(timeout=10, follow_redirects=False) as client:
-            client.post(url, content=body, headers=headers).raise_for_status()
+        headers = {
+            "Content-Type": "application/json",
+            "Host": target.host_header,
+            SIGNATURE_HEADER: sign(secret, body),
+        }
+        with httpx.Client(timeout=10, follow_redirects=False, trust_env=False) as client:
+            client.post(
+                target.url, content=body, headers=headers,
+                extensions={"sni_hostname": target.server_name},
+            ).raise_for_status()

@@ -44,27 +44,44 @@ CLASSIFY_DOC = {
 }
 
 
-def _resolve(state: AppState, user: User, task_id: Any, version: Any) -> svc.Deployed:
+def _resolve_and_prepare(
+    state: AppState, user: User, task_id: Any, version: Any, records: list[Any]
+) -> tuple[svc.Deployed, list[Prepared | VizeError]]:
+    """Everything before inference in one worker-thread hop: limits, model, decoding."""
+    limiter = state.services.get("limiter")
+    if limiter is not None:
+        limiter.check(user.id, len(records))
     with state.sessions() as db:
-        return svc.resolve(db, state.services["recognizer"], state.blobs, user, task_id, version)
+        dep = svc.resolve(db, state.services["recognizer"], state.blobs, user, task_id, version)
+    prepared = svc.prepare_records(state.services["recognizer"], state.settings, records)
+    return dep, prepared
+
+
+def _predict_and_count(
+    state: AppState, user_id: str, head: Any, good: list[Prepared]
+) -> tuple[Any, Any]:
+    """Inference, then the usage count, in the same pool thread (no extra hop)."""
+    probs, desc = state.services["recognizer"].predict(head, good)
+    with state.sessions.begin() as db:
+        usage_service.record_classifications(db, user_id, len(good))
+    return probs, desc
 
 
 async def classify_batch(
     state: AppState, user: User, task_id: Any, version: Any, records: list[Any], descriptor: bool
 ) -> dict[str, Any]:
     recognizer: Recognizer = state.services["recognizer"]
-    limiter = state.services.get("limiter")
-    if limiter is not None:
-        await run_in_threadpool(limiter.check, user.id, len(records))
-    dep = await run_in_threadpool(_resolve, state, user, task_id, version)
-    prepared = await run_in_threadpool(svc.prepare_records, recognizer, state.settings, records)
+    dep, prepared = await run_in_threadpool(
+        _resolve_and_prepare, state, user, task_id, version, records
+    )
     good = [p for p in prepared if isinstance(p, Prepared)]
     probs = desc = None
     if good:
         loop = asyncio.get_running_loop()
-        probs, desc = await loop.run_in_executor(recognizer.pool, recognizer.predict, dep.head, good)
+        probs, desc = await loop.run_in_executor(
+            recognizer.pool, _predict_and_count, state, user.id, dep.head, good
+        )
     results, ok = svc.build_records(dep, records, prepared, probs, desc, descriptor)  # type: ignore[arg-type]
-    await run_in_threadpool(_count, state, user.id, ok)
     failed = len(records) - ok
     return {
         "task_id": dep.task.id,
@@ -72,12 +89,6 @@ async def classify_batch(
         "status": {"code": 200, "text": "OK" if not failed else f"{failed} record(s) failed"},
         "records": results,
     }
-
-
-def _count(state: AppState, user_id: str, n: int) -> None:
-    if n:
-        with state.sessions.begin() as db:
-            usage_service.record_classifications(db, user_id, n)
 
 
 @router.post("/classify/", summary="Classify up to 10 images", openapi_extra=CLASSIFY_DOC)
