@@ -20,6 +20,7 @@ from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
 from vize.errors import install_error_handlers
+from vize.services.orphans import sweep_orphans
 from vize.storage import LocalBlobStore
 
 API_PREFIXES = ("/v2", "/recognition/v2")
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None, extensions: list[Extension] | N
             services={},
         )
         app.state.vize = state
+        with state.sessions() as db:  # before serving: no upload of ours is in flight yet
+            sweep_orphans(db, state.blobs, settings.orphan_grace_seconds)
         closers = []
         for hook in hooks:
             closer = hook(app, state)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         20, description="Failed logins / bad tokens per client address per minute before 429."
     )
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
+    orphan_grace_seconds: float = Field(
+        3600.0,
+        description="Age after which a stored file no row references is deleted at start-up.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -159,31 +159,31 @@ def test_same_content_twice_answers_200_with_the_same_id(client: AppClient, alic
     assert client.get("/v2/training-image/", headers=h).json()["count"] == 1
 
 
-def _blob(settings: Settings, data: bytes) -> Path:
-    sha = hashlib.sha256(data).hexdigest()
-    return settings.blob_dir / "images" / sha[:2] / sha
+def _files(settings: Settings, folder: str) -> list[Path]:
+    return [p for p in (settings.blob_dir / folder).rglob("*") if p.is_file()]
 
 
-def test_storage_is_content_addressed_and_shared(
+def test_each_image_has_its_own_files(
     client: AppClient, alice: dict, bob: dict, settings: Settings
 ) -> None:
+    """Equal bytes of two users are two files: deleting alice's cannot touch bob's (a shared
+    file could be removed just before a concurrent upload of the same bytes committed)."""
     data = png_bytes(11)
     a = upload(client, alice["headers"], data).json()
     b = upload(client, bob["headers"], data)
     assert b.status_code == 201, b.text  # dedupe is per user: bob gets his own row
     b = b.json()
-    assert a["id"] != b["id"]
-    blob = _blob(settings, data)
-    assert blob.read_bytes() == data
-    assert len(list((settings.blob_dir / "images").rglob("*"))) == 2  # one folder, one file
+    assert a["id"] != b["id"] and a["sha256"] == b["sha256"]
+    assert [p.read_bytes() for p in _files(settings, "images")] == [data, data]
+    assert len(_files(settings, "thumbs")) == 2
     assert (
         client.delete(f"/v2/training-image/{a['id']}", headers=alice["headers"]).status_code == 204
     )
+    assert [p.read_bytes() for p in _files(settings, "images")] == [data]
     assert client.get(b["img_path"], headers=bob["headers"]).content == data
     assert client.get(b["thumb_img_path"], headers=bob["headers"]).status_code == 200
     assert client.delete(f"/v2/training-image/{b['id']}", headers=bob["headers"]).status_code == 204
-    assert not blob.exists()
-    assert not list((settings.blob_dir / "thumbs").rglob("*.jpg"))
+    assert _files(settings, "images") == [] and _files(settings, "thumbs") == []
 
 
 def test_upload_with_labels_meta_and_test_flag(client: AppClient, alice: dict) -> None:

@@ -27,8 +27,9 @@ def test_upload_dedupes_per_user(
         other = images_service.upload_image(db, blobs, settings, dave, data)
     assert first.created and not again.created and other.created
     assert again.image.id == first.image.id != other.image.id
-    assert first.image.blob_key == other.image.blob_key  # one blob for both users
-    assert blobs.get(first.image.blob_key) == data
+    # One file per image, even for equal bytes: deleting one can never remove the other's.
+    assert first.image.blob_key != other.image.blob_key
+    assert blobs.get(first.image.blob_key) == blobs.get(other.image.blob_key) == data
 
 
 def test_file_name_is_cleaned(
@@ -69,9 +70,13 @@ def test_concurrent_uploads_of_the_same_content_make_one_row(
     assert not loser.created and loser.image.id == winner.image.id
     with sessions() as db:
         assert db.scalar(select(func.count()).select_from(Image)) == 1
+    # The loser removed the files it had written: only the winner's image and thumbnail.
+    assert sorted(k for k, _ in blobs.scan()) == sorted(
+        [winner.image.blob_key, winner.image.thumb_key]
+    )
 
 
-def test_delete_purges_the_blob_with_the_last_row(
+def test_delete_removes_only_the_images_own_files(
     sessions: sessionmaker[Session], blobs: LocalBlobStore, settings: Settings, carol: User,
     dave: User,
 ) -> None:  # fmt: skip
@@ -79,12 +84,32 @@ def test_delete_purges_the_blob_with_the_last_row(
     with sessions.begin() as db:
         mine = images_service.upload_image(db, blobs, settings, carol, data).image
         theirs = images_service.upload_image(db, blobs, settings, dave, data).image
+    with sessions.begin() as db:
+        to_check = images_service.delete_image(db, db.get(Image, mine.id))  # type: ignore[arg-type]
+    with sessions.begin() as db:
+        images_service.purge_unused_blobs(db, blobs, to_check)
+    assert not blobs.exists(mine.blob_key) and not blobs.exists(mine.thumb_key)
+    assert blobs.get(theirs.blob_key) == data and blobs.exists(theirs.thumb_key)
+
+
+def test_a_file_shared_by_older_rows_stays_until_the_last_goes(
+    sessions: sessionmaker[Session], blobs: LocalBlobStore, settings: Settings, carol: User,
+    dave: User,
+) -> None:  # fmt: skip
+    """Images stored before files were per image share one file per content."""
+    data = png_bytes(14)
+    with sessions.begin() as db:
+        mine = images_service.upload_image(db, blobs, settings, carol, data).image
+        theirs = images_service.upload_image(db, blobs, settings, dave, data).image
+        shared = db.get(Image, theirs.id)
+        assert shared is not None
+        shared.blob_key, shared.thumb_key = mine.blob_key, mine.thumb_key
     keys = [mine.blob_key, mine.thumb_key]
     for image, left in ((mine, True), (theirs, False)):
         with sessions.begin() as db:
-            sha, to_check = images_service.delete_image(db, db.get(Image, image.id))  # type: ignore[arg-type]
+            to_check = images_service.delete_image(db, db.get(Image, image.id))  # type: ignore[arg-type]
         with sessions.begin() as db:
-            images_service.purge_unused_blobs(db, blobs, sha, to_check)
+            images_service.purge_unused_blobs(db, blobs, to_check)
         assert all(blobs.exists(k) for k in keys) is left
 
 

@@ -17,6 +17,7 @@ from vize.config import Settings
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
 from vize.services import users as users_service
+from vize.services.limits import check_auth_failures, record_auth_failure
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
@@ -99,11 +100,28 @@ def _token_from_header(request: Request) -> str | None:
     return value.strip()
 
 
+def client_ip(request: Request) -> str:
+    """The address rate limits count against (uvicorn resolves trusted proxy headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def check_credential_allowed(state: AppState, request: Request) -> None:
+    """Before checking a token or password: 429 for an address that guessed too often."""
+    limit = state.settings.auth_failures_per_minute
+    check_auth_failures(state.services["counter"], client_ip(request), limit)
+
+
+def note_credential_failure(state: AppState, request: Request) -> None:
+    record_auth_failure(state.services["counter"], client_ip(request))
+
+
 def get_current_user(request: Request, state: State, db: DB) -> User:
     token = _token_from_header(request)
     if token is not None:
+        check_credential_allowed(state, request)
         user = users_service.by_token(db, token)
         if user is None:
+            note_credential_failure(state, request)
             raise Unauthorized("Invalid API token.", code="invalid_token")
         return user
     uid = session_user_id(state, request)

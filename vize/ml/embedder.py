@@ -24,13 +24,19 @@ class Embedder:
     """
 
     def __init__(
-        self, cache_dir: str | Path, *, intra_op_threads: int = 1, max_batch: int = 32
+        self,
+        cache_dir: str | Path,
+        *,
+        intra_op_threads: int = 1,
+        max_batch: int = 32,
+        cpu_arena: bool = False,
     ) -> None:
         if intra_op_threads < 1 or max_batch < 1:
             raise ValueError("intra_op_threads and max_batch must be >= 1")
         self.cache_dir = Path(cache_dir)
         self.intra_op_threads = intra_op_threads
         self.max_batch = max_batch
+        self.cpu_arena = cpu_arena
         self._lock = threading.Lock()
         self._backbones: dict[str, Backbone] = {}
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -61,6 +67,10 @@ class Embedder:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The arena keeps the peak activation memory of the largest batch ever run, per
+        # session, for the life of the process; without it that memory goes back after each
+        # run (bench/memory_bench.py: see BENCHMARKS.md for the measured difference).
+        opts.enable_cpu_mem_arena = self.cpu_arena
         return opts
 
     def _run(self, name: str, batch: ArrayBatch, output: str) -> np.ndarray:

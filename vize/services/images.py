@@ -1,17 +1,20 @@
-"""Training images: content-addressed intake with per-user dedupe, labels, filters."""
+"""Training images: intake with per-user dedupe by content, one file per image, filters."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from vize.config import Settings
-from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User
+from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
 from vize.errors import InvalidInput
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import check_image, make_thumbnail
@@ -24,8 +27,57 @@ class Upload:
     created: bool  # False: the same content was already there
 
 
-def blob_keys(sha: str) -> tuple[str, str]:
-    return f"images/{sha[:2]}/{sha}", f"thumbs/{sha[:2]}/{sha}.jpg"
+def blob_keys(owner_id: str, image_id: str) -> tuple[str, str]:
+    # One file per image row, never shared (not even for equal bytes): deleting an image can
+    # then never remove a file that a concurrent upload of the same content is about to
+    # commit a row for. Dedupe is per user anyway, by the (owner, sha256) constraint.
+    base = f"{owner_id}/{image_id[:2]}/{image_id}"
+    return f"images/{base}", f"thumbs/{base}.jpg"
+
+
+class _Tracked:
+    """A blob store that remembers what it wrote, to take it back."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.written: list[str] = []
+
+    def put(self, key: str, data: bytes) -> None:
+        self.written.append(key)  # first: a failed put may leave a file too
+        self.blobs.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.blobs.get(key)
+
+    def exists(self, key: str) -> bool:
+        return self.blobs.exists(key)
+
+    def delete(self, key: str) -> None:
+        self.blobs.delete(key)
+
+    def path(self, key: str) -> Path | None:
+        return self.blobs.path(key)
+
+    def scan(self) -> Iterator[tuple[str, float]]:
+        return self.blobs.scan()
+
+
+@contextmanager
+def discard_on_failure(blobs: BlobStore) -> Iterator[BlobStore]:
+    """The store for one upload: if the block fails (a storage error, the commit, a crash of
+    the request) the files it wrote are deleted, so no file outlives a row never committed."""
+    tracked = _Tracked(blobs)
+    try:
+        yield tracked
+    except BaseException:
+        for key in tracked.written:
+            _delete_quietly(blobs, key)
+        raise
+
+
+def _delete_quietly(blobs: BlobStore, key: str) -> None:
+    with suppress(OSError):  # cleaning up after a failure must not hide that failure
+        blobs.delete(key)
 
 
 def upload_image(
@@ -48,12 +100,13 @@ def upload_image(
     checked = check_image(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
     )
-    key, thumb_key = blob_keys(sha)
-    if not blobs.exists(key):
-        blobs.put(key, data)
-    if not blobs.exists(thumb_key):
-        blobs.put(thumb_key, make_thumbnail(checked.image))
+    image_id = new_id()
+    key, thumb_key = blob_keys(user.id, image_id)
+    thumb = make_thumbnail(checked.image)
+    blobs.put(key, data)
+    blobs.put(thumb_key, thumb)
     image = Image(
+        id=image_id,
         owner_id=user.id,
         sha256=sha,
         blob_key=key,
@@ -76,6 +129,8 @@ def upload_image(
         winner = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
         if winner is None:
             raise
+        for loser_key in (key, thumb_key):
+            _delete_quietly(blobs, loser_key)
         return Upload(winner, created=False)
     return Upload(image, created=True)
 
@@ -149,16 +204,19 @@ def remove_label(db: Session, image: Image, label: Label) -> Image:
     return image
 
 
-def delete_image(db: Session, image: Image) -> tuple[str, list[str]]:
-    """Remove the row; returns what ``purge_unused_blobs`` should check after the commit."""
-    keys = (image.sha256, [image.blob_key, image.thumb_key])
+def delete_image(db: Session, image: Image) -> list[str]:
+    """Remove the row; returns the keys ``purge_unused_blobs`` should check after commit."""
+    keys = [image.blob_key, image.thumb_key]
     db.delete(image)
     db.flush()
     return keys
 
 
-def purge_unused_blobs(db: Session, blobs: BlobStore, sha: str, keys: list[str]) -> None:
-    """Delete blobs once no row of any user shares the content (called after commit)."""
-    if not db.scalar(select(func.count()).where(Image.sha256 == sha)):
-        for key in keys:
+def purge_unused_blobs(db: Session, blobs: BlobStore, keys: list[str]) -> None:
+    """Delete files no row references any more (called after commit). New images never
+    share a file; images stored before that did share one per content, and keep it until
+    the last of them goes (no new row can start using such a key)."""
+    for key in keys:
+        used = select(Image.id).where(or_(Image.blob_key == key, Image.thumb_key == key))
+        if db.scalar(used.limit(1)) is None:
             blobs.delete(key)

@@ -19,6 +19,11 @@ from vize.errors import TooManyRequests
 WINDOW = 60
 
 
+def window_left(now: float) -> int:
+    """Whole seconds until the current one-minute window ends (at least 1)."""
+    return max(1, math.ceil((int(now // WINDOW) + 1) * WINDOW - now))
+
+
 class Counter:
     """Fixed one-minute windows: ``hit(key, n)`` returns the count in the current window."""
 
@@ -35,7 +40,7 @@ class Counter:
         """(count after this hit, seconds until the window resets)."""
         now = time.time()
         window = int(now // WINDOW)
-        retry = max(1, math.ceil((window + 1) * WINDOW - now))
+        retry = window_left(now)
         if self._redis is not None:
             rkey = f"vize:rate:{key}:{window}"
             pipe = self._redis.pipeline()
@@ -70,11 +75,12 @@ class Limiter:
         if self.monthly:
             self._check_monthly(user_id, n)
         if self.per_minute:
-            count, retry = self.counter.hit(f"classify:{user_id}", n)
+            key = f"classify:{user_id}"
+            count, retry = self.counter.hit(key, n)
             if count > self.per_minute:
+                self.counter.hit(key, -n)  # a refused request uses none of the allowance
                 raise TooManyRequests(
-                    f"Rate limit: at most {self.per_minute} images per minute; "
-                    f"retry in {retry} s.",
+                    f"Rate limit: at most {self.per_minute} images per minute; retry in {retry} s.",
                     headers={"Retry-After": str(retry)},
                 )
 
@@ -82,11 +88,14 @@ class Limiter:
         now = datetime.now(UTC)
         month = now.strftime("%Y-%m")
         with self.sessions() as db:
-            used = db.scalar(
-                select(func.coalesce(func.sum(Usage.classifications), 0)).where(
-                    Usage.user_id == user_id, Usage.day.like(f"{month}-%")
+            used = (
+                db.scalar(
+                    select(func.coalesce(func.sum(Usage.classifications), 0)).where(
+                        Usage.user_id == user_id, Usage.day.like(f"{month}-%")
+                    )
                 )
-            ) or 0
+                or 0
+            )
         if used + n > self.monthly:
             nxt = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
             retry = max(1, int((nxt - now).total_seconds()))
@@ -101,9 +110,10 @@ class Limiter:
 def check_auth_failures(counter: Counter, client: str, limit: int) -> None:
     """Before checking a credential: refuse clients that failed too often this minute."""
     if limit and counter.peek(f"authfail:{client}") >= limit:
+        retry = window_left(time.time())  # the count is per window: it resets then
         raise TooManyRequests(
-            "Too many failed authentication attempts; wait a minute.",
-            headers={"Retry-After": str(WINDOW)},
+            f"Too many failed authentication attempts; retry in {retry} s.",
+            headers={"Retry-After": str(retry)},
         )
 
 

@@ -1,11 +1,12 @@
-"""Content-addressed blob store. The local-disk implementation writes atomically."""
+"""Blob store for images, thumbnails and model artifacts. The local-disk one writes atomically."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from vize.errors import StorageError
 
@@ -16,6 +17,10 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def path(self, key: str) -> Path | None: ...
+    def scan(self) -> Iterator[tuple[str, float]]: ...
+
+
+TMP_PREFIX = ".tmp-"
 
 
 def _check_key(key: str) -> str:
@@ -40,12 +45,10 @@ class LocalBlobStore:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             # Write beside the target then rename: readers never see a half-written blob.
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    self._write(fh, data)
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -54,6 +57,13 @@ class LocalBlobStore:
             raise StorageError(
                 f"Could not store the file: {exc.strerror or exc}.", code="storage_error"
             ) from exc
+
+    @staticmethod
+    def _write(fh: BinaryIO, data: bytes) -> None:
+        # Its own method: where a full disk fails, and where tests make it fail (ENOSPC).
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
     def get(self, key: str) -> bytes:
         try:
@@ -69,3 +79,15 @@ class LocalBlobStore:
 
     def path(self, key: str) -> Path | None:
         return self._file(key)
+
+    def scan(self) -> Iterator[tuple[str, float]]:
+        """Every stored file as (key, modification time), unfinished temporary files too
+        (their names start with ``TMP_PREFIX``), for the orphan sweep."""
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                path = Path(folder) / name
+                try:
+                    mtime = path.stat().st_mtime
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                yield path.relative_to(self.root).as_posix(), mtime

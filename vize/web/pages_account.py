@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB
-from vize.errors import VizeError
+from vize.api.deps import DB, State, check_credential_allowed, note_credential_failure
+from vize.errors import TooManyRequests, VizeError
 from vize.services import accounts_web
 from vize.services import usage as usage_service
 from vize.services import users as users_service
@@ -30,12 +30,20 @@ def login_page(request: Request, user: MaybeUser, next: str = "") -> Response:
 
 
 @router.post("/login")
-def login(request: Request, db: DB, form: Form) -> Response:
+def login(request: Request, state: State, db: DB, form: Form) -> Response:
     username = form.get("username", "").strip()
-    user = users_service.authenticate(db, username, form.get("password", ""))
     next_url = safe_next(form.get("next"), "")
+    context = {"next": next_url, "username": username}
+    try:
+        check_credential_allowed(state, request)
+    except TooManyRequests as exc:  # a page, not the flash-and-redirect of other form errors
+        page = render(request, "auth/login.html", {**context, "error": exc.detail}, status=429)
+        page.headers.update(exc.headers or {})
+        return page
+    user = users_service.authenticate(db, username, form.get("password", ""))
     if user is None:
-        context = {"error": "Wrong username or password.", "next": next_url, "username": username}
+        note_credential_failure(state, request)
+        context["error"] = "Wrong username or password."
         return render(request, "auth/login.html", context, status=400)
     response = redirect(request, next_url or "/tasks")
     log_in(response, request, user)

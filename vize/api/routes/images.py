@@ -158,9 +158,9 @@ async def upload(
     from starlette.concurrency import run_in_threadpool
 
     def work() -> dict[str, Any]:
-        with state.sessions.begin() as db:
+        with images_service.discard_on_failure(state.blobs) as blobs, state.sessions.begin() as db:
             image, created = _store(
-                db, state.blobs, state.settings, user, data, fields, upload_file.filename or ""
+                db, blobs, state.settings, user, data, fields, upload_file.filename or ""
             )
             out = image_out(image, base_url(request, state.settings))
         if not created:
@@ -202,9 +202,9 @@ def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[s
         if not isinstance(record, dict):
             raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
         data = _record_bytes(record, settings)
-        with state.sessions.begin() as db:
+        with images_service.discard_on_failure(state.blobs) as blobs, state.sessions.begin() as db:
             image, created = _store(
-                db, state.blobs, settings, user, data, record, str(record.get("file_name", ""))
+                db, blobs, settings, user, data, record, str(record.get("file_name", ""))
             )
             out = image_out(image, base_url(request, settings))
         if created:
@@ -293,9 +293,9 @@ def update_image(
 @router.delete("/{image_id}/", status_code=204, summary="Delete a training image")
 def delete_image(image_id: str, state: State, user: CurrentUser) -> Response:
     with state.sessions.begin() as db:
-        sha, keys = images_service.delete_image(db, images_service.get_image(db, user, image_id))
+        keys = images_service.delete_image(db, images_service.get_image(db, user, image_id))
     with state.sessions.begin() as db:
-        images_service.purge_unused_blobs(db, state.blobs, sha, keys)
+        images_service.purge_unused_blobs(db, state.blobs, keys)
     return Response(status_code=204)
 
 
