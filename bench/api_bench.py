@@ -45,12 +45,22 @@ def free_port() -> int:
 
 def start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
-    env = {**os.environ, "VIZE_DATA_DIR": str(data_dir), "VIZE_DEFAULT_USER": "bench",
-           "VIZE_PORT": str(port), **env_extra}
+    env = {
+        **os.environ,
+        "VIZE_DATA_DIR": str(data_dir),
+        "VIZE_DEFAULT_USER": "bench",
+        "VIZE_PORT": str(port),
+        **env_extra,
+    }
     log = data_dir / "server.log"
     # Output goes to a file: an unread pipe would fill up and stall the server.
-    proc = subprocess.Popen([sys.executable, "-m", "vize.cli", "serve"], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vize.cli", "serve"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     while not any("Application startup complete" in ln for ln in lines):
         if proc.poll() is not None:
@@ -63,8 +73,9 @@ def start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.
 
 class Api:
     def __init__(self, url: str, token: str) -> None:
-        self.c = httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"},
-                              timeout=120)
+        self.c = httpx.Client(
+            base_url=url, headers={"Authorization": f"Token {token}"}, timeout=120
+        )
 
     def post(self, path: str, **kw: Any) -> Any:
         r = self.c.post(path, **kw)
@@ -89,8 +100,11 @@ def split(dataset: Path, k: int, seed: int) -> tuple[dict[str, list[Path]], dict
 
 def upload(api: Api, task_id: str, label_id: str, files: list[Path]) -> None:
     def one(f: Path) -> None:
-        api.post("/v2/training-image/", data={"labels": label_id},
-                 files={"img_path": (f.name, f.read_bytes(), "image/png")})
+        api.post(
+            "/v2/training-image/",
+            data={"labels": label_id},
+            files={"img_path": (f.name, f.read_bytes(), "image/png")},
+        )
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, files))
@@ -126,7 +140,9 @@ def classify_accuracy(api: Api, task_id: str, test: dict[str, list[Path]]) -> fl
         chunk = items[i : i + 10]
         recs = [{"_base64": base64.b64encode(f.read_bytes()).decode()} for _, f in chunk]
         out = api.post("/v2/classify", json={"task_id": task_id, "records": recs})
-        correct += sum(r["best_label"]["name"] == n for r, (n, _) in zip(out["records"], chunk))
+        correct += sum(
+            r["best_label"]["name"] == n for r, (n, _) in zip(out["records"], chunk, strict=True)
+        )
     return correct / len(items)
 
 
@@ -142,7 +158,6 @@ def raw_forward_ms(backbone: str, data_dir: Path, repeats: int = 60) -> tuple[fl
     (decode + preprocess + forward), through vize.ml directly."""
     from vize.ml.backbones import get_backbone_config
     from vize.ml.embedder import Embedder
-    from vize.ml.preprocess import preprocess
 
     emb = Embedder(data_dir / "onnx", intra_op_threads=1)
     cfg = get_backbone_config(backbone)
@@ -190,10 +205,15 @@ def latency(api: Api, task_id: str, jpeg: bytes, n: int = 100) -> float:
     return statistics.median(times)
 
 
-def throughput(url: str, token: str, task_id: str, jpeg: bytes, clients: int = 4,
-               requests_each: int = 15) -> float:
-    body = json.dumps({"task_id": task_id, "records": [
-        {"_base64": base64.b64encode(jpeg).decode()} for _ in range(10)]}).encode()
+def throughput(
+    url: str, token: str, task_id: str, jpeg: bytes, clients: int = 4, requests_each: int = 15
+) -> float:
+    body = json.dumps(
+        {
+            "task_id": task_id,
+            "records": [{"_base64": base64.b64encode(jpeg).decode()} for _ in range(10)],
+        }
+    ).encode()
 
     def worker(_: int) -> int:
         api = Api(url, token)
@@ -213,8 +233,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"backbone": args.backbone, "k": args.k, "seeds": args.seeds}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        env = {"VIZE_BACKBONE": args.backbone, "VIZE_MIN_IMAGES_PER_LABEL": "5",
-               "VIZE_EMBED_ON_UPLOAD": "false" if args.no_embed_on_upload else "true"}
+        env = {
+            "VIZE_BACKBONE": args.backbone,
+            "VIZE_MIN_IMAGES_PER_LABEL": "5",
+            "VIZE_EMBED_ON_UPLOAD": "false" if args.no_embed_on_upload else "true",
+        }
         results["embed_on_upload"] = not args.no_embed_on_upload
         proc, url, token = start_server(data_dir, env)
         try:
@@ -245,15 +268,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["classify_one_jpeg512_ms_p50"] = round(lat, 2)
             results["latency_ratio"] = round(lat / raw_ms, 2)
             results["throughput_img_s_batches_of_10"] = round(
-                throughput(url, token, model["task"], jpeg), 1)
+                throughput(url, token, model["task"], jpeg), 1
+            )
         finally:
             proc.terminate()
             proc.wait(30)
     return results
 
 
-def training_times(api: Api, args: argparse.Namespace, train: dict[str, list[Path]],
-                   files: list[Path], data_dir: Path) -> dict[str, Any]:
+def training_times(
+    api: Api,
+    args: argparse.Namespace,
+    train: dict[str, list[Path]],
+    files: list[Path],
+    data_dir: Path,
+) -> dict[str, Any]:
     """Cold training, embedding one-by-one baseline, and retraining after 10 new images."""
     # Hold back the last image of each label so that the retraining adds 10 new ones.
     first = {name: fs[:-1] for name, fs in train.items()}
@@ -278,8 +307,11 @@ def main() -> None:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--no-embed-on-upload", action="store_true",
-                   help="cold training really embeds every image (no background embedding)")
+    p.add_argument(
+        "--no-embed-on-upload",
+        action="store_true",
+        help="cold training really embeds every image (no background embedding)",
+    )
     args = p.parse_args()
     print(json.dumps(run(args), indent=2))
 

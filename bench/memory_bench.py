@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_bench import DEFAULT_DATASET, Api, start_server, train_and_wait  # noqa: E402
+from api_bench import DEFAULT_DATASET, Api, start_server, train_and_wait
 
 
 def rss_mb(pid: int) -> float:
@@ -28,8 +28,10 @@ def rss_mb(pid: int) -> float:
 
 def run(n_tasks: int, dataset: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"VIZE_BACKBONE": "efficientnet_lite0,efficientnet_lite2",
-               "VIZE_MIN_IMAGES_PER_LABEL": "5"}
+        env = {
+            "VIZE_BACKBONE": "efficientnet_lite0,efficientnet_lite2",
+            "VIZE_MIN_IMAGES_PER_LABEL": "5",
+        }
         proc, url, token = start_server(Path(tmp), env)
         try:
             api = Api(url, token)
@@ -39,8 +41,11 @@ def run(n_tasks: int, dataset: Path) -> dict[str, float]:
                 label = api.post("/v2/label/", json={"name": name})
                 labels.append(label["id"])
                 for f in sorted((dataset / name).glob("*.png"))[:5]:
-                    api.post("/v2/training-image/", data={"labels": label["id"]},
-                             files={"img_path": (f.name, f.read_bytes(), "image/png")})
+                    api.post(
+                        "/v2/training-image/",
+                        data={"labels": label["id"]},
+                        files={"img_path": (f.name, f.read_bytes(), "image/png")},
+                    )
             img = base64.b64encode((dataset / "cat" / "cat_099.png").read_bytes()).decode()
             rec = [{"_base64": img}]
             tasks = []
@@ -57,7 +62,8 @@ def run(n_tasks: int, dataset: Path) -> dict[str, float]:
             out["rss_one_more_task_mb"] = round(rss_mb(proc.pid), 1)
             artifact = Path(tmp) / "blobs" / "models" / tasks[-1]
             out["head_artifact_kb"] = round(
-                sum(p.stat().st_size for p in artifact.glob("*.npz")) / 1024, 1)
+                sum(p.stat().st_size for p in artifact.glob("*.npz")) / 1024, 1
+            )
             return out
         finally:
             proc.terminate()

@@ -47,8 +47,12 @@ def free_port() -> int:
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "vize.cli", *args],
-                                env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "vize.cli", *args],
+            env={**os.environ, **env},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -65,8 +69,13 @@ def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]
 
 
 def user(env: dict[str, str], name: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "vize.cli", "users", "create", name],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vize.cli", "users", "create", name],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -79,8 +88,11 @@ def prepare_task(c: httpx.Client, offset: int) -> str:
     for name in ("ship", "horse"):
         label = c.post("/v2/label/", json={"name": name, "task": task["id"]}).json()
         for f in sorted((DATASET / name).glob("*.png"))[offset : offset + 40]:
-            c.post("/v2/training-image/", data={"labels": label["id"]},
-                   files={"img_path": (f.name, f.read_bytes(), "image/png")}).raise_for_status()
+            c.post(
+                "/v2/training-image/",
+                data={"labels": label["id"]},
+                files={"img_path": (f.name, f.read_bytes(), "image/png")},
+            ).raise_for_status()
     return str(task["id"])
 
 
@@ -119,8 +131,9 @@ def jpeg() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def classify_rate(urls: list[str], token: str, task_id: str, clients: int = 4,
-                  each: int = 15) -> float:
+def classify_rate(
+    urls: list[str], token: str, task_id: str, clients: int = 4, each: int = 15
+) -> float:
     body = {"task_id": task_id, "records": [{"_base64": jpeg()} for _ in range(10)]}
     cycle = itertools.cycle(urls)
     targets = [next(cycle) for _ in range(clients)]
@@ -151,18 +164,28 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp_s:
             tmp = Path(tmp_s)
-            env = {"VIZE_DATABASE_URL": make_url(args.pg).set(database=name)
-                   .render_as_string(False), "VIZE_BROKER_URL": args.redis,
-                   "VIZE_DATA_DIR": str(tmp / "data"), "VIZE_DEFAULT_USER": "",
-                   "VIZE_SECRET_KEY": "bench", "VIZE_EMBED_ON_UPLOAD": "false",
-                   "VIZE_MIN_IMAGES_PER_LABEL": "5"}
-            subprocess.run([sys.executable, "-m", "vize.cli", "migrate"],
-                           env={**os.environ, **env}, check=True, capture_output=True)
+            env = {
+                "VIZE_DATABASE_URL": make_url(args.pg).set(database=name).render_as_string(False),
+                "VIZE_BROKER_URL": args.redis,
+                "VIZE_DATA_DIR": str(tmp / "data"),
+                "VIZE_DEFAULT_USER": "",
+                "VIZE_SECRET_KEY": "bench",
+                "VIZE_EMBED_ON_UPLOAD": "false",
+                "VIZE_MIN_IMAGES_PER_LABEL": "5",
+            }
+            subprocess.run(
+                [sys.executable, "-m", "vize.cli", "migrate"],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+            )
             redis.Redis.from_url(args.redis).flushdb()
             results["embed_img_s_1_worker_2_threads"] = round(
-                embed_rate({**env, "VIZE_TRAIN_THREADS": "2"}, 1, tmp), 1)
+                embed_rate({**env, "VIZE_TRAIN_THREADS": "2"}, 1, tmp), 1
+            )
             results["embed_img_s_2_workers_1_thread"] = round(
-                embed_rate({**env, "VIZE_TRAIN_THREADS": "1"}, 2, tmp), 1)
+                embed_rate({**env, "VIZE_TRAIN_THREADS": "1"}, 2, tmp), 1
+            )
             results.update(replicas(env, tmp))
     finally:
         with admin.connect() as conn:
@@ -184,9 +207,11 @@ def replicas(env: dict[str, str], tmp: Path) -> dict[str, float]:
                 time.sleep(0.1)
         one = classify_rate([url_a], token, tid)
         two = classify_rate([url_a, url_b], token, tid)
-        return {"classify_img_s_1_replica": round(one, 1),
-                "classify_img_s_2_replicas": round(two, 1),
-                "replicas_ratio": round(two / one, 2)}
+        return {
+            "classify_img_s_1_replica": round(one, 1),
+            "classify_img_s_2_replicas": round(two, 1),
+            "replicas_ratio": round(two / one, 2),
+        }
     finally:
         for p in (worker, a, b):
             p.terminate()

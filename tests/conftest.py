@@ -16,14 +16,13 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.inprocess import AppClient, app_client
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker, normalize_url, session_scope
 from vize.db.migrate import upgrade
 from vize.db.tables import Base
 from vize.services import users as users_service
-
-from tests.inprocess import AppClient, app_client
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-dev"
 PG_URL = os.environ.get("VIZE_TEST_DATABASE_URL", "")

@@ -43,6 +43,17 @@ class AppClient:
         """Run an async callable on the app's loop (for async SDK code under test)."""
         return self._portal.call(fn, *args)
 
+    @contextmanager
+    def from_address(self, host: str) -> Iterator[AppClient]:
+        """Another client of the same running app, whose requests come from ``host``."""
+        app = self.transport.app  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app, client=(host, 40000))
+        client = httpx.AsyncClient(transport=transport, base_url=str(self._client.base_url))
+        try:
+            yield AppClient(self._portal, client)
+        finally:
+            self._portal.call(client.aclose)
+
 
 @contextmanager
 def app_client(app: FastAPI, base_url: str = "http://testserver") -> Iterator[AppClient]:

@@ -21,8 +21,12 @@ def free_port() -> int:
 def vize(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     with log.open("ab") as fh:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "vize.cli", *args], env=full_env,
-                                stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "vize.cli", *args],
+            env=full_env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -48,8 +52,13 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 
 def create_user(env: dict[str, str], username: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "vize.cli", "users", "create", username],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vize.cli", "users", "create", username],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 

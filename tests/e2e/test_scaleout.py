@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import dataset_dir
-from vize.db.engine import normalize_url
 from tests.e2e.procs import create_user, serve, stop, vize
+from vize.db.engine import normalize_url
 
 pytestmark = pytest.mark.e2e
 PG = os.environ.get("VIZE_E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -71,8 +71,11 @@ def _setup(c: httpx.Client, per_label: int) -> tuple[str, dict[str, str]]:
         label = c.post("/v2/label/", json={"name": name, "task": task["id"]}).json()
         labels[name] = label["id"]
         for f in sorted((dataset_dir() / name).glob("*.png"))[:per_label]:
-            r = c.post("/v2/training-image/", data={"labels": label["id"]},
-                       files={"img_path": (f.name, f.read_bytes(), "image/png")})
+            r = c.post(
+                "/v2/training-image/",
+                data={"labels": label["id"]},
+                files={"img_path": (f.name, f.read_bytes(), "image/png")},
+            )
             assert r.status_code == 201, r.text
     return task["id"], labels
 
@@ -104,8 +107,11 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
 
         # Add images so that version 2 has new embeddings to compute, then kill the worker.
         for f in sorted((dataset_dir() / "frog").glob("*.png"))[40:70]:
-            ca.post("/v2/training-image/", data={"labels": labels["frog"]},
-                    files={"img_path": (f.name, f.read_bytes(), "image/png")})
+            ca.post(
+                "/v2/training-image/",
+                data={"labels": labels["frog"]},
+                files={"img_path": (f.name, f.read_bytes(), "image/png")},
+            )
         job_id = ca.post(f"/v2/task/{task_id}/train/").json()["job_id"]
         _wait(ca, task_id, ("running",), 60)
         worker.send_signal(signal.SIGKILL)

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from vize.app import create_app
-from vize.config import Settings
-
 from tests.inprocess import AppClient, app_client
 from tests.recognition.test_train_classify import _task_with_images, wait_training
+from vize.app import create_app
+from vize.config import Settings
 
 
 class _Inbox:
@@ -89,7 +88,7 @@ def test_signed_webhook_on_training_end(settings: Settings, alice: dict) -> None
     received: list[tuple[bytes, str]] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((body, self.headers["X-Vize-Signature"]))
             self.send_response(204)
@@ -106,8 +105,9 @@ def test_signed_webhook_on_training_end(settings: Settings, alice: dict) -> None
             h = alice["headers"]
             t = _task_with_images(client, h)
             url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-            task = client.patch(f"/v2/task/{t['task']['id']}/", headers=h,
-                                json={"webhook_url": url}).json()
+            task = client.patch(
+                f"/v2/task/{t['task']['id']}/", headers=h, json={"webhook_url": url}
+            ).json()
             client.post(f"/v2/task/{task['id']}/train/", headers=h)
             assert wait_training(client, h, task["id"])["state"] == "succeeded"
     finally:

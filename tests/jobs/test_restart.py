@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+from tests.inprocess import app_client
+from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.tables import Job
-
-from tests.inprocess import app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 
 
 def test_queued_training_runs_after_restart(settings: Settings, alice: dict) -> None:
@@ -22,7 +21,10 @@ def test_queued_training_runs_after_restart(settings: Settings, alice: dict) -> 
         t = _task_with_images(client, h)
         r = client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
         assert r.status_code == 202
-        assert client.get(f"/v2/task/{t['task']['id']}/training/", headers=h).json()["state"] == "queued"
+        assert (
+            client.get(f"/v2/task/{t['task']['id']}/training/", headers=h).json()["state"]
+            == "queued"
+        )
     with app_client(create_app(settings)) as client:
         st = wait_training(client, h, t["task"]["id"])
         assert st["state"] == "succeeded" and st["model_version"] == 1
@@ -37,9 +39,16 @@ def test_interrupted_training_is_retried_once_stale(settings: Settings, alice: d
     # Simulate a worker that claimed the job and died a minute ago.
     engine = make_engine(settings)
     with make_sessionmaker(engine).begin() as db:
-        db.execute(update(Job).where(Job.id == job_id).values(
-            state="running", attempts=1, worker="dead:1:1",
-            heartbeat=datetime.now(UTC) - timedelta(minutes=1)))
+        db.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(
+                state="running",
+                attempts=1,
+                worker="dead:1:1",
+                heartbeat=datetime.now(UTC) - timedelta(minutes=1),
+            )
+        )
     engine.dispose()
     with app_client(create_app(settings)) as client:
         st = wait_training(client, h, t["task"]["id"])
@@ -58,9 +67,16 @@ def test_out_of_attempts_fails_with_reason(settings: Settings, alice: dict) -> N
         job_id = client.post(f"/v2/task/{t['task']['id']}/train/", headers=h).json()["job_id"]
     engine = make_engine(settings)
     with make_sessionmaker(engine).begin() as db:
-        db.execute(update(Job).where(Job.id == job_id).values(
-            state="running", attempts=3, worker="dead:1:1",
-            heartbeat=datetime.now(UTC) - timedelta(minutes=1)))
+        db.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(
+                state="running",
+                attempts=3,
+                worker="dead:1:1",
+                heartbeat=datetime.now(UTC) - timedelta(minutes=1),
+            )
+        )
     engine.dispose()
     with app_client(create_app(settings)) as client:
         st = wait_training(client, h, t["task"]["id"])

@@ -14,8 +14,12 @@ from tests.inprocess import AppClient
 def _upload_label(client: AppClient, h: dict, task_id: str, name: str, files: list[Path]) -> str:
     label = client.post("/v2/label/", headers=h, json={"name": name, "task": task_id}).json()
     for f in files:
-        r = client.post("/v2/training-image/", headers=h, data={"labels": label["id"]},
-                        files={"img_path": (f.name, f.read_bytes(), "image/png")})
+        r = client.post(
+            "/v2/training-image/",
+            headers=h,
+            data={"labels": label["id"]},
+            files={"img_path": (f.name, f.read_bytes(), "image/png")},
+        )
         assert r.status_code == 201, r.text
     return label["id"]
 
@@ -49,16 +53,26 @@ def test_train_then_classify(client: AppClient, alice: dict) -> None:
     assert model["train_status"] == "trained"
     assert model["metrics"]["confusion_matrix"]["matrix"]
     b64 = base64.b64encode(planes[50].read_bytes()).decode()
-    r = client.post("/v2/classify", headers=h, json={
-        "task_id": task["id"], "descriptor": 1,
-        "records": [{"_base64": b64, "mine": 7}, {"_base64": "@@notbase64"}]})
+    r = client.post(
+        "/v2/classify",
+        headers=h,
+        json={
+            "task_id": task["id"],
+            "descriptor": 1,
+            "records": [{"_base64": b64, "mine": 7}, {"_base64": "@@notbase64"}],
+        },
+    )
     assert r.status_code == 200, r.text
     recs = r.json()["records"]
     assert recs[0]["best_label"]["id"] == plane_id and recs[0]["mine"] == 7
     assert recs[0]["_status"]["code"] == 200 and len(recs[0]["_descriptor"]) == 1280
     assert recs[1]["_status"]["code"] == 400 and "_base64" not in recs[1]
-    r = client.post("/v1/classify/", headers=h, data={"task": task["id"]},
-                    files={"image_file": ("x.png", planes[51].read_bytes(), "image/png")})
+    r = client.post(
+        "/v1/classify/",
+        headers=h,
+        data={"task": task["id"]},
+        files={"image_file": ("x.png", planes[51].read_bytes(), "image/png")},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["best_label"]["label_name"] == "airplane"
     assert client.get("/v2/usage/", headers=h).json()["today"] == 2
@@ -105,15 +119,18 @@ def test_versions_pinning_and_isolation(client: AppClient, alice: dict, bob: dic
     models = client.get(f"/v2/model/?task={tid}", headers=h).json()
     assert [m["version"] for m in models["results"]] == [3, 2, 1]
     img = base64.b64encode((dataset_dir() / "cat" / "cat_090.png").read_bytes()).decode()
-    r = client.post("/v2/classify/", headers=h,
-                    json={"task": tid, "version": 3, "records": [{"_base64": img}]})
+    r = client.post(
+        "/v2/classify/", headers=h, json={"task": tid, "version": 3, "records": [{"_base64": img}]}
+    )
     assert r.status_code == 200 and r.json()["version"] == 3
     # Bob sees none of it.
     hb = bob["headers"]
     assert client.get(f"/v2/model/{models['results'][0]['id']}/", headers=hb).status_code == 404
     assert client.get(f"/v2/model/?task={tid}", headers=hb).status_code == 404
     assert client.get("/v2/model/", headers=hb).json()["count"] == 0
-    r = client.post("/v2/classify", headers=hb, json={"task_id": tid, "records": [{"_base64": img}]})
+    r = client.post(
+        "/v2/classify", headers=hb, json={"task_id": tid, "records": [{"_base64": img}]}
+    )
     assert r.status_code == 404
     assert client.post(f"/v2/task/{tid}/train/", headers=hb).status_code == 404
 
@@ -122,11 +139,13 @@ def test_untrained_task_and_bad_requests(client: AppClient, alice: dict) -> None
     h = alice["headers"]
     task = client.post("/v2/task/", headers=h, json={"name": "empty"}).json()
     img = base64.b64encode((dataset_dir() / "cat" / "cat_000.png").read_bytes()).decode()
-    r = client.post("/v2/classify", headers=h,
-                    json={"task_id": task["id"], "records": [{"_base64": img}]})
+    r = client.post(
+        "/v2/classify", headers=h, json={"task_id": task["id"], "records": [{"_base64": img}]}
+    )
     assert r.status_code == 400 and r.json()["code"] == "not_trained"
-    r = client.post("/v2/classify", headers=h,
-                    json={"task_id": task["id"], "records": [{"_base64": img}] * 11})
+    r = client.post(
+        "/v2/classify", headers=h, json={"task_id": task["id"], "records": [{"_base64": img}] * 11}
+    )
     assert r.status_code == 400 and r.json()["code"] == "too_many_records"
     r = client.post("/v2/classify", headers=h, json={"task_id": task["id"], "records": []})
     assert r.status_code == 400
@@ -137,18 +156,25 @@ def test_tagging_task_trains_with_negative_label(client: AppClient, alice: dict)
     root = dataset_dir()
     task = client.post("/v2/task/", headers=h, json={"name": "tags", "type": "multi_label"}).json()
     negative = task["negative_label"]
-    animal = client.post("/v2/label/", headers=h, json={"name": "animal", "task": task["id"]}).json()
+    animal = client.post(
+        "/v2/label/", headers=h, json={"name": "animal", "task": task["id"]}
+    ).json()
     for name in ("cat", "dog", "ship", "truck"):
         for f in sorted((root / name).glob("*.png"))[:5]:
             labels = animal["id"] if name in ("cat", "dog") else negative
-            r = client.post("/v2/training-image/", headers=h, data={"labels": labels},
-                            files={"img_path": (f.name, f.read_bytes(), "image/png")})
+            r = client.post(
+                "/v2/training-image/",
+                headers=h,
+                data={"labels": labels},
+                files={"img_path": (f.name, f.read_bytes(), "image/png")},
+            )
             assert r.status_code == 201
     assert client.post(f"/v2/task/{task['id']}/train/", headers=h).status_code == 202
     assert wait_training(client, h, task["id"])["state"] == "succeeded"
     img = base64.b64encode((root / "dog" / "dog_080.png").read_bytes()).decode()
-    r = client.post("/v2/classify", headers=h,
-                    json={"task_id": task["id"], "records": [{"_base64": img}]})
+    r = client.post(
+        "/v2/classify", headers=h, json={"task_id": task["id"], "records": [{"_base64": img}]}
+    )
     rec = r.json()["records"][0]
     assert {lbl["name"] for lbl in rec["labels"]} == {"animal", "negative"}
     assert all(0.0 <= lbl["prob"] <= 1.0 for lbl in rec["labels"])

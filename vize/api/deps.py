@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from hashlib import sha256
@@ -195,18 +197,41 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     return data
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # cheap pre-check before a full scan
+
+
 def strict_json(text: str | bytes) -> Any:
     """json.loads that raises ValueError alone, for anything that is not plain JSON."""
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        data = json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
     except (UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, absurd nesting
         raise ValueError(str(exc)) from exc
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(data):
+        # "\ud800" alone decodes to a str no database driver can encode (a 500 on insert).
+        raise ValueError("unpaired UTF-16 surrogate escape")
+    return data
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _no_constants(name: str) -> Any:
     # NaN and Infinity are not JSON: PostgreSQL's json type refuses them and so does our own
     # response encoder, so accepting them would store a value that later answers 500.
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 overflows to Infinity: refused for the same reason
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 Fields = Annotated[dict[str, Any], Depends(read_fields)]

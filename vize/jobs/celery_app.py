@@ -36,8 +36,8 @@ def make_celery(broker_url: str) -> Celery:
 def worker_context() -> Any:
     """One JobContext per worker process, built on first use."""
     if "ctx" not in _worker_ctx:
-        from vize.jobs.setup import build_context
         from vize.config import Settings
+        from vize.jobs.setup import build_context
 
         _worker_ctx["ctx"] = build_context(Settings())
     return _worker_ctx["ctx"]

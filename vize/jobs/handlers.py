@@ -50,8 +50,12 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
     started = time.perf_counter()
     progress(0.02, f"Preparing {len(ts.image_ids)} images")
     emb = training.ensure_embeddings(
-        ctx.sessions, ctx.blobs, recognizer, list(zip(ts.image_ids, ts.blob_keys, strict=True)),
-        _views(ctx), progress=lambda f, m: progress(0.02 + 0.8 * f, m),
+        ctx.sessions,
+        ctx.blobs,
+        recognizer,
+        list(zip(ts.image_ids, ts.blob_keys, strict=True)),
+        _views(ctx),
+        progress=lambda f, m: progress(0.02 + 0.8 * f, m),
     )
     embed_seconds = time.perf_counter() - started
     progress(0.85, "Training and evaluating the model")
@@ -110,7 +114,11 @@ def run_embedding(ctx: JobContext, job: Job, progress: Progress) -> str:
         ).all()
     images = [(image_id, key) for image_id, key in rows]
     training.ensure_embeddings(
-        ctx.sessions, ctx.blobs, recognizer, images, _views(ctx),
+        ctx.sessions,
+        ctx.blobs,
+        recognizer,
+        images,
+        _views(ctx),
         progress=lambda f, m: progress(f, m),
     )
     return f"Embedded {len(images)} images."

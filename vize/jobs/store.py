@@ -33,15 +33,15 @@ def claim(db: Session, job_id: str, worker: str) -> bool:
     res = db.execute(
         update(Job)
         .where(Job.id == job_id, Job.state == "queued")
-        .values(
-            state="running", attempts=Job.attempts + 1, worker=worker, started=t, heartbeat=t
-        )
+        .values(state="running", attempts=Job.attempts + 1, worker=worker, started=t, heartbeat=t)
     )
     db.commit()
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
-def beat(db: Session, job_id: str, worker: str, progress: float | None, message: str | None) -> bool:
+def beat(
+    db: Session, job_id: str, worker: str, progress: float | None, message: str | None
+) -> bool:
     """Refresh the heartbeat; False if the job is no longer ours (requeued or cancelled)."""
     values: dict[str, Any] = {"heartbeat": now()}
     if progress is not None:

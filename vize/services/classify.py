@@ -32,7 +32,11 @@ class Deployed:
 
 
 def resolve(
-    db: Session, recognizer: Recognizer, blobs: BlobStore, user: User, task_id: Any,
+    db: Session,
+    recognizer: Recognizer,
+    blobs: BlobStore,
+    user: User,
+    task_id: Any,
     version: Any = None,
 ) -> Deployed:
     if not task_id:
@@ -51,8 +55,9 @@ def resolve(
         raise InvalidInput("'version' must be an integer.", code="invalid_version") from None
     model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == number))
     if model is None or model.train_status != "trained":
-        raise InvalidInput(f"Version {number} of this task is not a trained model.",
-                           code="invalid_version")
+        raise InvalidInput(
+            f"Version {number} of this task is not a trained model.", code="invalid_version"
+        )
     head = recognizer.head(model.id, model.artifact_key, blobs)
     rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
     names = {lid: name for lid, name in rows}
@@ -78,8 +83,7 @@ def check_records(records: Any) -> list[Any]:
     if not isinstance(records, list) or not records:
         raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
     if len(records) > MAX_RECORDS:
-        raise InvalidInput(f"At most {MAX_RECORDS} records per request.",
-                           code="too_many_records")
+        raise InvalidInput(f"At most {MAX_RECORDS} records per request.", code="too_many_records")
     return records
 
 
@@ -106,29 +110,42 @@ def prepare_records(
 def labels_out(dep: Deployed, probs: np.ndarray) -> list[dict[str, Any]]:
     order = np.argsort(-probs, kind="stable")
     return [
-        {"id": dep.head.label_ids[j], "name": dep.names.get(dep.head.label_ids[j], ""),
-         "prob": round(float(probs[j]), 6)}
+        {
+            "id": dep.head.label_ids[j],
+            "name": dep.names.get(dep.head.label_ids[j], ""),
+            "prob": round(float(probs[j]), 6),
+        }
         for j in order
     ]
 
 
 def build_records(
-    dep: Deployed, records: list[Any], prepared: list[Prepared | VizeError],
-    probs: np.ndarray, desc: np.ndarray, descriptor: bool,
+    dep: Deployed,
+    records: list[Any],
+    prepared: list[Prepared | VizeError],
+    probs: np.ndarray,
+    desc: np.ndarray,
+    descriptor: bool,
 ) -> tuple[list[dict[str, Any]], int]:
     results, ok, row = [], 0, 0
     for record, item in zip(records, prepared, strict=True):
         echo = (
             {k: v for k, v in record.items() if k not in ("_base64", "_raw")}
-            if isinstance(record, dict) else {}
+            if isinstance(record, dict)
+            else {}
         )
         if isinstance(item, VizeError):
-            results.append({**echo, "_status": {"code": item.status, "text": item.detail,
-                                                "error": item.code}})
+            results.append(
+                {**echo, "_status": {"code": item.status, "text": item.detail, "error": item.code}}
+            )
             continue
         labels = labels_out(dep, probs[row])
-        out = {**echo, "_status": {"code": 200, "text": "OK"}, "best_label": labels[0],
-               "labels": labels}
+        out = {
+            **echo,
+            "_status": {"code": 200, "text": "OK"},
+            "best_label": labels[0],
+            "labels": labels,
+        }
         if dep.head.kind == "multi_label":
             out["tags"] = [lbl for lbl in labels if lbl["prob"] >= dep.head.threshold]
         if descriptor:

@@ -29,17 +29,23 @@ def sign(secret: str, body: bytes) -> str:
 
 def _describe(event: str, task: Task, model: Model) -> tuple[str, str]:
     if event == "training_started":
-        return (f"Training of '{task.name}' started",
-                f"Version {model.version} of task '{task.name}' is training.")
+        return (
+            f"Training of '{task.name}' started",
+            f"Version {model.version} of task '{task.name}' is training.",
+        )
     if event == "training_succeeded":
         acc = model.metrics.get("accuracy")
         acc_text = f"{acc:.1%}" if isinstance(acc, float) else "n/a"
-        return (f"Training of '{task.name}' finished: accuracy {acc_text}",
-                f"Version {model.version} of task '{task.name}' is trained.\n"
-                f"Accuracy on held-out images: {acc_text}.\n"
-                f"Deployed version: {task.production_version}.")
-    return (f"Training of '{task.name}' failed",
-            f"Version {model.version} of task '{task.name}' failed: {model.error}")
+        return (
+            f"Training of '{task.name}' finished: accuracy {acc_text}",
+            f"Version {model.version} of task '{task.name}' is trained.\n"
+            f"Accuracy on held-out images: {acc_text}.\n"
+            f"Deployed version: {task.production_version}.",
+        )
+    return (
+        f"Training of '{task.name}' failed",
+        f"Version {model.version} of task '{task.name}' failed: {model.error}",
+    )
 
 
 class Notifier:
@@ -108,6 +114,8 @@ class Notifier:
         }
         with httpx.Client(timeout=10, follow_redirects=False, trust_env=False) as client:
             client.post(
-                target.url, content=body, headers=headers,
+                target.url,
+                content=body,
+                headers=headers,
                 extensions={"sni_hostname": target.server_name},
             ).raise_for_status()

@@ -7,7 +7,6 @@ concurrent requests do not oversubscribe the CPU."""
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -66,7 +65,9 @@ class Recognizer:
         return Prepared({c.name: preprocess(img, c) for c in configs})
 
     # -- embeddings ----------------------------------------------------------------------
-    def embed_prepared(self, items: Sequence[Prepared], flip: bool = False) -> dict[str, np.ndarray]:
+    def embed_prepared(
+        self, items: Sequence[Prepared], flip: bool = False
+    ) -> dict[str, np.ndarray]:
         out = {}
         for name in self.backbones:
             batch = np.stack([p.arrays[name] for p in items])
@@ -106,5 +107,3 @@ def cached_embeddings(
         )
     ).all()
     return {image_id: np.frombuffer(vec, dtype=np.float32) for image_id, vec in rows}
-
-

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func, select
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from vize.db.tables import Embedding, Image, ImageLabel, Job, Label, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
 from vize.jobs import store
+from vize.ml.predictor import HeadKind
 from vize.ml.trainer import TrainParams, evaluate, train_head
 from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
@@ -44,7 +44,9 @@ def check_trainable(db: Session, task: Task, min_images: int) -> None:
             "A task needs at least 2 labels to train; add labels first.", code="not_enough_labels"
         )
     if not trainable:
-        raise InvalidInput("A tagging task needs at least 1 tag to train.", code="not_enough_labels")
+        raise InvalidInput(
+            "A tagging task needs at least 1 tag to train.", code="not_enough_labels"
+        )
     counts = label_counts(db, task)
     short = [lbl for lbl in trainable if counts[lbl.id] < min_images]
     if short:
@@ -54,8 +56,12 @@ def check_trainable(db: Session, task: Task, min_images: int) -> None:
             code="not_enough_images",
             extra={
                 "labels": [
-                    {"id": lbl.id, "name": lbl.name, "images_count": counts[lbl.id],
-                     "required": min_images}
+                    {
+                        "id": lbl.id,
+                        "name": lbl.name,
+                        "images_count": counts[lbl.id],
+                        "required": min_images,
+                    }
                     for lbl in short
                 ]
             },
@@ -72,8 +78,9 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
     """Reserve version n+1 and queue its job in one transaction (so a retry reuses both)."""
     check_trainable(db, task, min_images)
     if active_training(db, task.id) is not None:
-        raise Conflict("This task is already training; wait for it to finish.",
-                       code="training_in_progress")
+        raise Conflict(
+            "This task is already training; wait for it to finish.", code="training_in_progress"
+        )
     latest = db.scalar(select(func.max(Model.version)).where(Model.task_id == task.id)) or 0
     model = Model(task_id=task.id, version=latest + 1, train_status="queued")
     try:
@@ -81,8 +88,9 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
             db.add(model)
             db.flush()
     except IntegrityError:
-        raise Conflict("Another training of this task just started.",
-                       code="training_in_progress") from None
+        raise Conflict(
+            "Another training of this task just started.", code="training_in_progress"
+        ) from None
     job = store.create_job(db, "train", user.id, task_id=task.id, model_id=model.id)
     task.last_train_status = "queued"
     return model, job
@@ -90,8 +98,10 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
 
 def latest_training(db: Session, task: Task) -> dict[str, Any]:
     job = db.scalar(
-        select(Job).where(Job.task_id == task.id, Job.kind == "train")
-        .order_by(Job.created.desc()).limit(1)
+        select(Job)
+        .where(Job.task_id == task.id, Job.kind == "train")
+        .order_by(Job.created.desc())
+        .limit(1)
     )
     if job is None:
         raise NotFound("This task has never been trained.", code="no_training")
@@ -130,7 +140,8 @@ def ensure_embeddings(
     with sessions() as db:
         have = {
             (bb, view): cached_embeddings(db, ids, bb, view)
-            for bb in recognizer.backbones for view in views
+            for bb in recognizer.backbones
+            for view in views
         }
     missing = [i for i in ids if any(i not in have[k] for k in have)]
     for start in range(0, len(missing), EMBED_BATCH):
@@ -213,7 +224,9 @@ def _collect_single(per_image: dict[str, Any], labels: list[Label]) -> TrainingS
     return TrainingSet(ids, keys, used, y, pinned, skipped)
 
 
-def _collect_multi(per_image: dict[str, Any], labels: list[Label], negative: str | None) -> TrainingSet:
+def _collect_multi(
+    per_image: dict[str, Any], labels: list[Label], negative: str | None
+) -> TrainingSet:
     has_negative = any(negative in lset for _, _, lset in per_image.values())
     used = [lbl for lbl in labels if lbl.id != negative or has_negative]
     col = {lbl.id: j for j, lbl in enumerate(used)}
@@ -235,24 +248,51 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def fit(ts: TrainingSet, emb: EmbeddingSet, kind: str, backbones: list[str],
-        views: tuple[str, ...]) -> tuple[dict[str, Any], bytes]:
+def fit(
+    ts: TrainingSet, emb: EmbeddingSet, kind: str, backbones: list[str], views: tuple[str, ...]
+) -> tuple[dict[str, Any], bytes]:
     """Evaluate on the held-out split, then fit the deployed head on every image."""
     X = np.concatenate([emb.vectors[(bb, "orig")] for bb in backbones], axis=1)
-    aug = (np.concatenate([emb.vectors[(bb, "flip")] for bb in backbones], axis=1)
-           if "flip" in views else None)
+    aug = (
+        np.concatenate([emb.vectors[(bb, "flip")] for bb in backbones], axis=1)
+        if "flip" in views
+        else None
+    )
     dims = [emb.vectors[(bb, "orig")].shape[1] for bb in backbones]
     label_ids = [lbl.id for lbl in ts.labels]
     params = TrainParams()
-    report = evaluate(X, ts.y, label_ids, kind, ts.image_ids, params,  # type: ignore[arg-type]
-                      pinned_test=ts.pinned, block_dims=dims, augment=aug)
-    head = train_head(X, ts.y, label_ids, kind, params,  # type: ignore[arg-type]
-                      backbones=backbones, block_dims=dims, augment=aug)
+    head_kind = cast(HeadKind, kind)
+    report = evaluate(
+        X,
+        ts.y,
+        label_ids,
+        head_kind,
+        ts.image_ids,
+        params,
+        pinned_test=ts.pinned,
+        block_dims=dims,
+        augment=aug,
+    )
+    head = train_head(
+        X,
+        ts.y,
+        label_ids,
+        head_kind,
+        params,
+        backbones=backbones,
+        block_dims=dims,
+        augment=aug,
+    )
     return report, head.to_bytes()
 
 
-def shape_metrics(report: dict[str, Any], labels: list[Label], ts: TrainingSet,
-                  backbones: list[str], seconds: float) -> dict[str, Any]:
+def shape_metrics(
+    report: dict[str, Any],
+    labels: list[Label],
+    ts: TrainingSet,
+    backbones: list[str],
+    seconds: float,
+) -> dict[str, Any]:
     names = {lbl.id: lbl.name for lbl in labels}
     per_label = [
         {"label_id": lid, "name": names.get(lid, lid), **vals}
@@ -262,10 +302,15 @@ def shape_metrics(report: dict[str, Any], labels: list[Label], ts: TrainingSet,
     for row in report.get("test", []):
         true = row["true"] if isinstance(row["true"], list) else [row["true"]]
         predicted = row["predicted"]
-        tests.append({
-            "image_id": row["id"], "true": true, "predicted": predicted,
-            "prob": row.get("score"), "correct": row["correct"],
-        })
+        tests.append(
+            {
+                "image_id": row["id"],
+                "true": true,
+                "predicted": predicted,
+                "prob": row.get("score"),
+                "correct": row["correct"],
+            }
+        )
     return {
         "accuracy": report.get("accuracy"),
         "cv_accuracy": report.get("cv_accuracy"),

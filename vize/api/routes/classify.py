@@ -32,9 +32,15 @@ CLASSIFY_DOC = {
                         "version": {"type": "integer"},
                         "descriptor": {"type": "integer", "enum": [0, 1]},
                         "records": {
-                            "type": "array", "maxItems": 10,
-                            "items": {"type": "object", "properties": {
-                                "_url": {"type": "string"}, "_base64": {"type": "string"}}},
+                            "type": "array",
+                            "maxItems": 10,
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "_url": {"type": "string"},
+                                    "_base64": {"type": "string"},
+                                },
+                            },
                         },
                     },
                 }
@@ -127,11 +133,19 @@ async def classify_v1(state: State, user: CurrentUser, fields: Fields) -> dict[s
     out = await classify_batch(state, user, task_id, fields.get("version"), [record], False)
     rec = out["records"][0]
     if rec["_status"]["code"] != 200:
-        raise VizeError(rec["_status"]["text"], code=rec["_status"].get("error", "invalid"),
-                        status=rec["_status"]["code"])
+        raise VizeError(
+            rec["_status"]["text"],
+            code=rec["_status"].get("error", "invalid"),
+            status=rec["_status"]["code"],
+        )
     best = {**rec["best_label"], "label_name": rec["best_label"]["name"]}
-    return {"status": out["status"], "task_id": out["task_id"], "version": out["version"],
-            "best_label": best, "labels": rec["labels"]}
+    return {
+        "status": out["status"],
+        "task_id": out["task_id"],
+        "version": out["version"],
+        "best_label": best,
+        "labels": rec["labels"],
+    }
 
 
 async def _v1_record(state: AppState, fields: dict[str, Any]) -> dict[str, Any]:

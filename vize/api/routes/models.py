@@ -32,7 +32,9 @@ def list_models(
     if task:
         stmt = stmt.where(Model.task_id == tasks_service.get_task(db, user, task).id)
     page = paginate(db, stmt, paging.offset, paging.page_size)
-    return page_out(request, page, paging.page, paging.page_size, [model_out(m) for m in page.items])
+    return page_out(
+        request, page, paging.page, paging.page_size, [model_out(m) for m in page.items]
+    )
 
 
 @router.get("/{model_id}/", summary="A model version with its metrics")

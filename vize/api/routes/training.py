@@ -10,7 +10,7 @@ from vize.api.deps import DB, CurrentUser, State, get_state
 from vize.api.routing import SlashRouter
 from vize.api.schemas import iso, model_out
 from vize.db.tables import Job
-from vize.errors import NotFound, Unauthorized
+from vize.errors import Unauthorized
 from vize.services import tasks as tasks_service
 from vize.services import training
 
@@ -35,7 +35,9 @@ def job_out(job: Job) -> dict[str, Any]:
 
 
 @router.api_route(
-    "/task/{task_id}/train/", methods=["POST", "GET"], status_code=202,
+    "/task/{task_id}/train/",
+    methods=["POST", "GET"],
+    status_code=202,
     summary="Start training the task's next model version",
 )
 def train(task_id: str, request: Request, state: State, user: CurrentUser) -> dict[str, Any]:
@@ -45,9 +47,7 @@ def train(task_id: str, request: Request, state: State, user: CurrentUser) -> di
         raise Unauthorized("Start training with POST, or GET with an API token.")
     with state.sessions.begin() as db:
         task = tasks_service.get_task(db, user, task_id)
-        model, job = training.start_training(
-            db, user, task, state.settings.min_images_per_label
-        )
+        model, job = training.start_training(db, user, task, state.settings.min_images_per_label)
         body = {
             "detail": f"Training of version {model.version} queued.",
             "task_id": task.id,
