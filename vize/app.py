@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -127,6 +129,9 @@ def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
     )
     if state.settings.embedded_worker:  # off: jobs wait in the table (tests, API-only nodes)
         runner.start()
+    if state.settings.warm_up:
+        # Convert/load the backbones now, off the request path, not on the first request.
+        threading.Thread(target=_warm_up, args=(recognizer, ctx), daemon=True).start()
 
     def close() -> None:
         runner.stop()
@@ -134,6 +139,15 @@ def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
         ctx.services["trainer_recognizer"].close()
 
     return close
+
+
+def _warm_up(recognizer: Any, ctx: Any) -> None:
+    try:
+        recognizer.warm_up()
+        if ctx.settings.embedded_worker and not ctx.settings.broker_url:
+            ctx.services["trainer_recognizer"].warm_up()
+    except Exception:  # a broken backbone is reported by the request that needs it
+        logging.getLogger("vize").exception("backbone warm-up failed")
 
 
 def _add_meta_routes(app: FastAPI) -> None:

@@ -41,7 +41,11 @@ class Recognizer:
     def __init__(self, settings: Settings, *, intra_op_threads: int = 1) -> None:
         self.settings = settings
         self.backbones = settings.backbone_list
-        self.embedder = Embedder(settings.data_dir / "onnx", intra_op_threads=intra_op_threads)
+        # Small ONNX batches: per image, batch 16 ran ~30% slower than batch 1-4 here (its
+        # activations no longer fit the CPU caches); see BENCHMARKS.md.
+        self.embedder = Embedder(
+            settings.data_dir / "onnx", intra_op_threads=intra_op_threads, max_batch=4
+        )
         self.pool = ThreadPoolExecutor(
             max_workers=max(1, settings.inference_threads), thread_name_prefix="vize-infer"
         )

@@ -9,6 +9,8 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -173,12 +175,18 @@ def _embed_chunk(
 
 
 def _store_vectors(sessions: Any, new: dict[tuple[str, str, str], np.ndarray]) -> None:
+    """One multi-row INSERT; rows another worker stored meanwhile are kept as they are."""
+    rows = [
+        {"image_id": i, "backbone": bb, "view": view, "vector": vec.tobytes()}
+        for (i, bb, view), vec in new.items()
+    ]
     with sessions() as db:
-        for (image_id, bb, view), vec in new.items():
-            db.merge(Embedding(image_id=image_id, backbone=bb, view=view, vector=vec.tobytes()))
+        insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(Embedding).values(rows).on_conflict_do_nothing()
         try:
+            db.execute(stmt)
             db.commit()
-        except IntegrityError:  # image deleted meanwhile: its vectors are not needed
+        except IntegrityError:  # an image deleted meanwhile: its vectors are not needed
             db.rollback()
 
 
