@@ -48,7 +48,9 @@ def api_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None, extensions: list[Extension] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, extensions: list[Extension] | None = None
+) -> FastAPI:
     settings = settings or Settings()
     hooks = list(extensions or []) + default_extensions()
 
@@ -107,12 +109,19 @@ def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
     from vize.services.limits import Counter, Limiter
     from vize.services.recognition import Recognizer
 
-    ctx = build_context(state.settings, sessions=state.sessions, blobs=state.blobs)
-    runner = make_runner(ctx)
     recognizer = Recognizer(state.settings)
+    # Embedded mode trains with the serving sessions: one copy of each backbone in memory
+    # (bench/memory_bench.py), and a training cannot take both cores from classification.
+    shared = None if state.settings.broker_url else recognizer
+    ctx = build_context(
+        state.settings, sessions=state.sessions, blobs=state.blobs, recognizer=shared
+    )
+    runner = make_runner(ctx)
     counter = Counter(state.settings.broker_url)
     limiter = Limiter(
-        state.sessions, counter, state.settings.classify_rate_per_minute,
+        state.sessions,
+        counter,
+        state.settings.classify_rate_per_minute,
         state.settings.monthly_quota,
     )
     state.services.update(
@@ -131,21 +140,20 @@ def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
         runner.start()
     if state.settings.warm_up:
         # Convert/load the backbones now, off the request path, not on the first request.
-        threading.Thread(target=_warm_up, args=(recognizer, ctx), daemon=True).start()
+        threading.Thread(target=_warm_up, args=(recognizer,), daemon=True).start()
 
     def close() -> None:
         runner.stop()
         recognizer.close()
-        ctx.services["trainer_recognizer"].close()
+        if ctx.services["trainer_recognizer"] is not recognizer:
+            ctx.services["trainer_recognizer"].close()
 
     return close
 
 
-def _warm_up(recognizer: Any, ctx: Any) -> None:
+def _warm_up(recognizer: Any) -> None:
     try:
         recognizer.warm_up()
-        if ctx.settings.embedded_worker and not ctx.settings.broker_url:
-            ctx.services["trainer_recognizer"].warm_up()
     except Exception:  # a broken backbone is reported by the request that needs it
         logging.getLogger("vize").exception("backbone warm-up failed")
 

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     embed_on_upload: bool = Field(
         True, description="Embed new images in the background so training starts warm."
     )
-    train_threads: int = Field(2, description="ONNX threads a training job may use.")
+    train_threads: int = Field(
+        2, description="Images a `vize worker` embeds in parallel (about its cores)."
+    )
     inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
     url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")
     url_allow_hosts: list[str] = Field(

@@ -18,7 +18,11 @@ from vize.services.recognition import Recognizer
 from vize.storage import LocalBlobStore
 
 
-def build_context(settings: Settings, sessions: Any = None, blobs: Any = None) -> JobContext:
+def build_context(
+    settings: Settings, sessions: Any = None, blobs: Any = None, recognizer: Any = None
+) -> JobContext:
+    """``recognizer``: share the server's (embedded mode) instead of loading a second copy of
+    every backbone; a worker process builds its own with ``VIZE_TRAIN_THREADS`` threads."""
     if sessions is None:
         sessions = make_sessionmaker(make_engine(settings))
     ctx = JobContext(
@@ -26,8 +30,8 @@ def build_context(settings: Settings, sessions: Any = None, blobs: Any = None) -
         sessions=sessions,
         blobs=blobs or LocalBlobStore(settings.blob_dir),
     )
-    ctx.services["trainer_recognizer"] = Recognizer(
-        settings, intra_op_threads=max(1, settings.train_threads)
+    ctx.services["trainer_recognizer"] = recognizer or Recognizer(
+        settings, pool_size=max(1, settings.train_threads)
     )
     ctx.services["notifier"] = Notifier(settings)
     return ctx

@@ -38,17 +38,16 @@ class Prepared:
 
 
 class Recognizer:
-    def __init__(self, settings: Settings, *, intra_op_threads: int = 1) -> None:
+    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
         self.settings = settings
         self.backbones = settings.backbone_list
         # Small ONNX batches: per image, batch 16 ran ~30% slower than batch 1-4 here (its
         # activations no longer fit the CPU caches); see BENCHMARKS.md.
-        self.embedder = Embedder(
-            settings.data_dir / "onnx", intra_op_threads=intra_op_threads, max_batch=4
-        )
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(1, settings.inference_threads), thread_name_prefix="vize-infer"
-        )
+        self.embedder = Embedder(settings.data_dir / "onnx", intra_op_threads=1, max_batch=4)
+        # Parallelism comes from this pool (one ONNX thread per task in it), never from
+        # threads inside a session, so pool size = cores in use, with no oversubscription.
+        workers = pool_size or settings.inference_threads
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vize-infer")
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
 

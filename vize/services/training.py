@@ -22,7 +22,7 @@ from vize.ml.trainer import TrainParams, evaluate, train_head
 from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
-EMBED_BATCH = 16
+EMBED_BATCH = 8
 ProgressFn = Callable[[float, str | None], None]
 
 
@@ -146,15 +146,26 @@ def ensure_embeddings(
             for view in views
         }
     missing = [i for i in ids if any(i not in have[k] for k in have)]
-    for start in range(0, len(missing), EMBED_BATCH):
-        chunk = missing[start : start + EMBED_BATCH]
-        new = _embed_chunk(blobs, recognizer, [(i, keys[i]) for i in chunk], views)
-        _store_vectors(sessions, new)
-        for (image_id, bb, view), vec in new.items():
-            have[(bb, view)][image_id] = vec
-        if progress:
-            done = min(start + EMBED_BATCH, len(missing))
-            progress(done / max(len(missing), 1), f"Embedded {done} of {len(missing)} new images")
+    chunks = [missing[s : s + EMBED_BATCH] for s in range(0, len(missing), EMBED_BATCH)]
+    # Chunks run in the recognizer's bounded pool: every core works on a training, and a
+    # classification request waits for at most one chunk, not for the whole training.
+    futures = [
+        recognizer.pool.submit(_embed_chunk, blobs, recognizer, [(i, keys[i]) for i in c], views)
+        for c in chunks
+    ]
+    done = 0
+    try:
+        for chunk, future in zip(chunks, futures, strict=True):
+            new = future.result()
+            _store_vectors(sessions, new)
+            for (image_id, bb, view), vec in new.items():
+                have[(bb, view)][image_id] = vec
+            done += len(chunk)
+            if progress:
+                progress(done / len(missing), f"Embedded {done} of {len(missing)} new images")
+    finally:
+        for future in futures:
+            future.cancel()
     out = EmbeddingSet(ids)
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
