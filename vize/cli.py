@@ -13,7 +13,7 @@ from collections.abc import Sequence
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from vize.config import Settings
+from vize.config import Settings  # noqa: E402  (after the thread limits above)
 
 
 def _ensure_default_user(settings: Settings) -> tuple[str, str] | None:
@@ -49,7 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if created:
         print(f"Created user {created[0]!r}; API token:\n{created[1]}", flush=True)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level="info",
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
         timeout_graceful_shutdown=20,
     )
     return 0

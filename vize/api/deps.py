@@ -118,6 +118,17 @@ def note_credential_failure(state: AppState, request: Request) -> None:
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
+    user = _authenticate(request, state, db)
+    # End the lookup's transaction: its pooled connection goes back now, not when the request
+    # ends. Routes that then open their own sessions (uploads, classify, training) would
+    # otherwise hold two connections each, and under load every request would wait for a
+    # second one that no request gives back (pool exhausted: 500 after 30 s). The user stays
+    # loaded (expire_on_commit=False) and attached for the route's own use of ``db``.
+    db.commit()
+    return user
+
+
+def _authenticate(request: Request, state: AppState, db: Session) -> User:
     token = _token_from_header(request)
     if token is not None:
         check_credential_allowed(state, request)

@@ -11,6 +11,13 @@ from pydantic import BaseModel
 
 class SlashRouter(APIRouter):
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = list(kwargs.get("methods") or [])
+        if len(methods) > 1 and not kwargs.get("operation_id"):
+            # One route per method: FastAPI derives the OpenAPI operationId from the first
+            # method only, and duplicate ids make the published spec invalid.
+            for method in methods:
+                self.add_api_route(path, endpoint, **{**kwargs, "methods": [method]})
+            return
         base = path.rstrip("/")
         if not base and not self.prefix:
             super().add_api_route(path, endpoint, **kwargs)

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from vize.db.tables import Embedding, Image, Job, Model, Task
 from vize.jobs.executor import JobContext, Progress, job_handler
@@ -23,10 +24,18 @@ def _notify(ctx: JobContext, event: str, task_id: str, model_id: str) -> None:
         notifier(ctx, event, task_id, model_id)
 
 
+def _locked(db: Session, job: Job) -> tuple[Task | None, Model | None]:
+    """The job's task, then its model, locked in that order (PostgreSQL; SQLite locks the
+    whole file): deleting a task locks it, then its models (the cascade). Updating them in
+    the other order deadlocked with a task deleted during its training."""
+    task = db.get(Task, job.task_id, with_for_update=True) if job.task_id else None
+    model = db.get(Model, job.model_id, with_for_update=True) if job.model_id else None
+    return task, model
+
+
 def _begin(ctx: JobContext, job: Job) -> tuple[Any, str, list[str]] | None:
     with ctx.sessions.begin() as db:
-        model = db.get(Model, job.model_id)
-        task = db.get(Task, job.task_id)
+        task, model = _locked(db, job)
         if model is None or task is None:
             return None
         if model.train_status == "trained":  # a duplicate delivery after success
@@ -69,15 +78,20 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
     metrics["embed_seconds"] = round(embed_seconds, 3)
     metrics["fit_seconds"] = round(fit_seconds, 3)
     version = _commit_model(ctx, job, key, metrics, len(ts.image_ids))
+    if version is None:  # the task was deleted meanwhile: keep no file for it
+        ctx.blobs.delete(key)
+        return "The task was deleted during training; nothing was kept."
     _notify(ctx, "training_succeeded", job.task_id, job.model_id)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."
 
 
-def _commit_model(ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], n: int) -> int:
+def _commit_model(
+    ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], n: int
+) -> int | None:
     with ctx.sessions.begin() as db:
-        model = db.get(Model, job.model_id)
-        task = db.get(Task, job.task_id)
-        assert model is not None and task is not None
+        task, model = _locked(db, job)
+        if model is None or task is None:  # deleted with its task (cascade)
+            return None
         model.metrics, model.artifact_key, model.images_count = metrics, key, n
         model.train_status, model.progress, model.finished = "trained", 1.0, training.now()
         task.last_train_status = "trained"
@@ -88,8 +102,7 @@ def _commit_model(ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], 
 
 def training_failed(ctx: JobContext, job: Job, error: str) -> None:
     with ctx.sessions.begin() as db:
-        model = db.get(Model, job.model_id) if job.model_id else None
-        task = db.get(Task, job.task_id) if job.task_id else None
+        task, model = _locked(db, job)
         if model is not None and model.train_status != "trained":
             model.train_status, model.error, model.finished = "failed", error, training.now()
         if task is not None:

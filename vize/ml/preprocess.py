@@ -23,8 +23,16 @@ _REDUCING_GAP = 3.0
 _ALPHA_BACKGROUND = (255, 255, 255)  # transparent areas become white, like a browser shows them
 
 
+# The default of VIZE_MAX_IMAGE_PIXELS; callers that have the settings pass theirs.
+MAX_PIXELS = 40_000_000
+
+
 class ImageDecodeError(ValueError):
     """The bytes are not an image PIL can decode."""
+
+
+class ImageTooLarge(ImageDecodeError):
+    """More pixels than allowed (a decompression bomb): refused before decoding."""
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -46,14 +54,23 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(data: bytes, size: int) -> Image.Image:
+def decode_image(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode bytes to an RGB PIL image, EXIF-rotated, drafted down for large JPEGs."""
     try:
         img = Image.open(io.BytesIO(data))
+        # The header tells the size, before any decoding. (PIL's own limit is above ours and
+        # only warns up to twice it; no warnings.catch_warnings() to make that an error: it
+        # swaps the process-wide filters and races with other threads doing the same.)
+        if img.width * img.height > max_pixels:
+            raise ImageTooLarge(f"image has more than {max_pixels:,} pixels")
         # JPEG draft decodes at 1/2, 1/4 or 1/8 scale while staying >= the requested size:
         # a 12 MP photo decodes ~10x faster and the final resize is unchanged in quality.
         img.draft("RGB", (size, size))
         img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"image has more than {max_pixels:,} pixels") from exc
+    except ImageDecodeError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     return prepare_image(img)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -12,6 +13,8 @@ import httpx
 from vize.errors import InvalidInput, PayloadTooLarge
 
 MAX_REDIRECTS = 5
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv6 names for IPv4 addresses, via a gateway
 
 
 class UrlRefused(InvalidInput):
@@ -27,7 +30,7 @@ class Target:
     server_name: str  # for TLS (SNI and certificate check)
 
 
-def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _resolve(host: str, port: int) -> list[Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -39,6 +42,20 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
             addr = addr.ipv4_mapped
         addrs.append(addr)
     return addrs
+
+
+def _public(addr: Address) -> bool:
+    """Global unicast, and so is any IPv4 address it carries (6to4, Teredo, NAT64 forms
+    reach e.g. 127.0.0.1 through a gateway)."""
+    if not addr.is_global or addr.is_multicast:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = addr.sixtofour or (addr.teredo[1] if addr.teredo else None)
+        if inner is None and addr in NAT64:
+            inner = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if inner is not None:
+            return _public(inner)
+    return True
 
 
 def _split(url: str) -> tuple[SplitResult, str, int]:
@@ -60,7 +77,7 @@ def check_url(url: str, allow_hosts: list[str]) -> Target:
     addrs = _resolve(host, port)
     if host not in allow_hosts:
         for addr in addrs:
-            if not addr.is_global or addr.is_multicast:
+            if not _public(addr):
                 raise UrlRefused(f"URL host {host!r} points to a non-public address; refused.")
     ip = str(addrs[0])
     netloc = f"[{ip}]" if ":" in ip else ip
@@ -72,7 +89,9 @@ def check_url(url: str, allow_hosts: list[str]) -> Target:
 
 
 def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_hosts: list[str]) -> bytes:
-    """GET with a size cap and timeouts, re-checking the address at every redirect."""
+    """GET with a size cap and one deadline for all of it (redirects, and a body trickling in
+    a byte at a time, which per-read timeouts never stop), re-checking every redirect."""
+    deadline = time.monotonic() + timeout
     # trust_env=False: a proxy from the environment would connect to the name, not the checked
     # address, and void the guard.
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
@@ -84,6 +103,7 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_hosts: list[s
                     target.url,
                     headers={"Host": target.host_header},
                     extensions={"sni_hostname": target.server_name},
+                    timeout=_time_left(deadline, timeout),
                 ) as resp:
                     if resp.is_redirect and resp.headers.get("location"):
                         url = urljoin(url, resp.headers["location"])
@@ -93,7 +113,7 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_hosts: list[s
                             f"Fetching the image URL answered HTTP {resp.status_code}.",
                             code="url_unreachable",
                         )
-                    return _read_capped(resp, max_bytes)
+                    return _read_capped(resp, max_bytes, deadline, timeout)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 raise InvalidInput(
                     f"Could not fetch the image URL: {type(exc).__name__}.",
@@ -102,7 +122,16 @@ def fetch_image(url: str, *, max_bytes: int, timeout: float, allow_hosts: list[s
     raise InvalidInput("Too many redirects fetching the image URL.", code="url_unreachable")
 
 
-def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
+def _time_left(deadline: float, timeout: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise InvalidInput(
+            f"Fetching the image URL took longer than {timeout:g} s.", code="url_unreachable"
+        )
+    return left
+
+
+def _read_capped(resp: httpx.Response, max_bytes: int, deadline: float, timeout: float) -> bytes:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"Image at URL is larger than {max_bytes // (1024 * 1024)} MB.")
@@ -112,4 +141,5 @@ def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
         if total > max_bytes:
             raise PayloadTooLarge(f"Image at URL is larger than {max_bytes // (1024 * 1024)} MB.")
         chunks.append(chunk)
+        _time_left(deadline, timeout)
     return b"".join(chunks)

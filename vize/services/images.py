@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from vize.errors import InvalidInput
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import check_image, make_thumbnail
 from vize.storage import BlobStore
+
+MAX_META_CHARS = 64 * 1024
 
 
 @dataclass
@@ -100,6 +103,7 @@ def upload_image(
     checked = check_image(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
     )
+    meta_data = check_meta_data(meta_data or {})
     image_id = new_id()
     key, thumb_key = blob_keys(user.id, image_id)
     thumb = make_thumbnail(checked.image)
@@ -116,23 +120,38 @@ def upload_image(
         width=checked.width,
         height=checked.height,
         file_name=_clean_name(file_name),
-        meta_data=meta_data or {},
+        meta_data=meta_data,
         test_image=test_image,
         labels=list(labels or []),
     )
+    return _insert(db, blobs, image)
+
+
+def _insert(db: Session, blobs: BlobStore, image: Image) -> Upload:
     try:
         with db.begin_nested():
             db.add(image)
             db.flush()
     except IntegrityError:
-        # A concurrent upload of the same content won the race: answer with its row.
-        winner = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
+        # A concurrent upload of the same content won the race: answer with its row, and
+        # take back the files written for ours.
+        owner, sha = image.owner_id, image.sha256
+        winner = db.scalar(select(Image).where(Image.owner_id == owner, Image.sha256 == sha))
         if winner is None:
             raise
-        for loser_key in (key, thumb_key):
-            _delete_quietly(blobs, loser_key)
+        for key in (image.blob_key, image.thumb_key):
+            _delete_quietly(blobs, key)
         return Upload(winner, created=False)
     return Upload(image, created=True)
+
+
+def check_meta_data(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form, but bounded: it is stored in every image row and sent with every listing."""
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_META_CHARS:
+        raise InvalidInput(
+            f"meta_data is larger than {MAX_META_CHARS // 1024} KB.", code="invalid_meta_data"
+        )
+    return value
 
 
 def _clean_name(name: str) -> str:
@@ -185,7 +204,7 @@ def update_image(db: Session, image: Image, fields: dict[str, Any]) -> Image:
     if "meta_data" in fields and fields["meta_data"] is not None:
         if not isinstance(fields["meta_data"], dict):
             raise InvalidInput("meta_data must be a JSON object.", code="invalid_meta_data")
-        image.meta_data = fields["meta_data"]
+        image.meta_data = check_meta_data(fields["meta_data"])
     if fields.get("test_image") is not None:
         image.test_image = bool(fields["test_image"])
     db.flush()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -54,12 +53,12 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"Image is larger than {max_bytes // (1024 * 1024)} MB.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = _open_allowed(data, max_pixels)
-            fmt = img.format or ""
-            img.load()
-            img = _normalise(img)
+        # _open_allowed checks the pixel count from the header. No warnings.catch_warnings()
+        # here: it swaps the process-wide warning filters and races with other threads.
+        img = _open_allowed(data, max_pixels)
+        fmt = img.format or ""
+        img.load()
+        img = _normalise(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels(max_pixels) from exc
     except UnidentifiedImageError as exc:
