@@ -22,9 +22,7 @@ from vize.db.engine import normalize_url
 from vize.db.migrate import MIGRATIONS_DIR, alembic_config, upgrade
 from vize.db.tables import Base
 
-PG_URL = os.environ.get(
-    "VIZE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("VIZE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,19 +12,24 @@ def test_task_label_image_flow(client: AppClient, alice: dict) -> None:
     r = client.post("/v2/label/", headers=h, data={"name": "cat", "task": task["id"]})
     assert r.status_code == 201, r.text
     label = r.json()
-    r = client.post("/recognition/v2/training-image", headers=h,
-                    files={"img_path": ("a.png", png_bytes(1), "image/png")})
+    r = client.post(
+        "/recognition/v2/training-image",
+        headers=h,
+        files={"img_path": ("a.png", png_bytes(1), "image/png")},
+    )
     assert r.status_code == 201, r.text
     img = r.json()
-    r = client.post(f"/v2/training-image/{img['id']}/add-label", headers=h,
-                    data={"label_id": label["id"]})
+    r = client.post(
+        f"/v2/training-image/{img['id']}/add-label", headers=h, data={"label_id": label["id"]}
+    )
     assert r.status_code == 200, r.text
     r = client.get(f"/v2/training-image/?task={task['id']}", headers=h)
     assert r.json()["count"] == 1
     r = client.get(img["img_path"], headers=h)
     assert r.status_code == 200 and r.content == png_bytes(1)
-    r = client.post("/v2/training-image/", headers=h,
-                    files={"img_path": ("b.png", png_bytes(1), "image/png")})
+    r = client.post(
+        "/v2/training-image/", headers=h, files={"img_path": ("b.png", png_bytes(1), "image/png")}
+    )
     assert r.status_code == 200 and "already exists" in r.json()["detail"]
     r = client.get(f"/v2/task/{task['id']}", headers=h)
     assert r.json()["labels"][0]["images_count"] == 1

@@ -245,9 +245,10 @@ def test_bad_classify_records(trained: Any, settings: Settings) -> None:
     assert r.status_code == 200, r.text
     got = r.json()["records"]
     codes = [rec["_status"]["code"] for rec in got]
-    # Bombs: a clear 4xx, never decoded. (413 "too_many_pixels" once the classify service maps
-    # ImageTooLarge, as the upload path does; until then 400 "invalid_image".)
-    assert all(c in (400, 413) for c in codes[:3]), got[:3]
+    # Bombs: refused from the header (never decoded) with the same 413 as uploads.
+    assert [(r["_status"]["code"], r["_status"]["error"]) for r in got[:3]] == [
+        (413, "too_many_pixels")
+    ] * 3, got[:3]
     assert codes[3:] == [400, 400, 400, 400, 400, 400, 200], got
     assert got[-1]["mine"] == "\U0001f600" and "best_label" in got[-1]
     for data in (BOMBS["png-16384"], PNG[:100], b"GIF89a"):

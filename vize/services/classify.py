@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from vize.config import Settings
 from vize.db.tables import Label, Model, Task, User
-from vize.errors import InvalidInput, VizeError
+from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.ml.predictor import Head
-from vize.ml.preprocess import ImageDecodeError
+from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
 from vize.services import tasks as tasks_service
 from vize.services.fetch import fetch_image
 from vize.services.imaging import decode_base64
@@ -98,10 +98,12 @@ def prepare_records(
                 raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
             data = record_bytes(record, settings)
             if len(data) > settings.max_upload_bytes:
-                raise InvalidInput("Image is larger than the limit.", code="too_large")
+                raise PayloadTooLarge("Image is larger than the limit.")
             out.append(recognizer.prepare(data))
         except VizeError as exc:
             out.append(exc)
+        except ImageTooLarge as exc:
+            out.append(PayloadTooLarge(f"Cannot read the image: {exc}", code="too_many_pixels"))
         except (ImageDecodeError, OSError, ValueError) as exc:
             out.append(InvalidInput(f"Cannot read the image: {exc}", code="invalid_image"))
     return out

@@ -64,7 +64,7 @@ class Recognizer:
         """Decode once (at the largest input size), then resize per backbone."""
         configs = [get_backbone_config(name) for name in self.backbones]
         largest = max(c.input_size for c in configs)
-        img: Image.Image = decode_image(data, largest)
+        img: Image.Image = decode_image(data, largest, self.settings.max_image_pixels)
         return Prepared({c.name: preprocess(img, c) for c in configs})
 
     # -- embeddings ----------------------------------------------------------------------
