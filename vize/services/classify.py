@@ -15,8 +15,7 @@ from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.ml.predictor import Head
 from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
 from vize.services import tasks as tasks_service
-from vize.services.fetch import fetch_image
-from vize.services.imaging import decode_base64
+from vize.services.fetch import record_bytes
 from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
 
@@ -62,21 +61,6 @@ def resolve(
     rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
     names = {lid: name for lid, name in rows}
     return Deployed(task, model, head, names)
-
-
-def record_bytes(record: dict[str, Any], settings: Settings) -> bytes:
-    if isinstance(record.get("_raw"), bytes):  # multipart upload, never echoed
-        return bytes(record["_raw"])
-    if record.get("_base64"):
-        return decode_base64(str(record["_base64"]), settings.max_upload_bytes)
-    if record.get("_url"):
-        return fetch_image(
-            str(record["_url"]),
-            max_bytes=settings.max_upload_bytes,
-            timeout=settings.url_fetch_timeout,
-            allow_hosts=settings.url_allow_hosts,
-        )
-    raise InvalidInput("A record needs '_url' or '_base64'.", code="required")
 
 
 def check_records(records: Any) -> list[Any]:

@@ -6,11 +6,14 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 
+from vize.config import Settings
 from vize.errors import InvalidInput, PayloadTooLarge
+from vize.services.imaging import decode_base64
 
 MAX_REDIRECTS = 5
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -143,3 +146,20 @@ def _read_capped(resp: httpx.Response, max_bytes: int, deadline: float, timeout:
         chunks.append(chunk)
         _time_left(deadline, timeout)
     return b"".join(chunks)
+
+
+def record_bytes(record: dict[str, Any], settings: Settings) -> bytes:
+    """The image of one batch record: ``_base64``, ``_url`` (SSRF-guarded), or ``_raw`` bytes
+    that a multipart endpoint put there (JSON cannot carry bytes, so clients cannot)."""
+    if isinstance(record.get("_raw"), bytes):
+        return bytes(record["_raw"])
+    if record.get("_base64"):
+        return decode_base64(str(record["_base64"]), settings.max_upload_bytes)
+    if record.get("_url"):
+        return fetch_image(
+            str(record["_url"]),
+            max_bytes=settings.max_upload_bytes,
+            timeout=settings.url_fetch_timeout,
+            allow_hosts=settings.url_allow_hosts,
+        )
+    raise InvalidInput("A record needs '_url' or '_base64'.", code="required")

@@ -25,8 +25,7 @@ from vize.errors import InvalidInput, NotFound, PayloadTooLarge, VizeError
 from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
-from vize.services.fetch import fetch_image
-from vize.services.imaging import decode_base64
+from vize.services.fetch import record_bytes
 from vize.storage import BlobStore
 
 router = SlashRouter(prefix="/training-image", tags=["training images"])
@@ -201,7 +200,7 @@ def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[s
     try:
         if not isinstance(record, dict):
             raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
-        data = _record_bytes(record, settings)
+        data = record_bytes(record, settings)
         with images_service.discard_on_failure(state.blobs) as blobs, state.sessions.begin() as db:
             image, created = _store(
                 db, blobs, settings, user, data, record, str(record.get("file_name", ""))
@@ -212,19 +211,6 @@ def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[s
         return {**echo, **_duplicate_body(out), "_status": {"code": 200, "text": out["id"]}}
     except VizeError as exc:
         return {**echo, "_status": {"code": exc.status, "text": exc.detail, "error": exc.code}}
-
-
-def _record_bytes(record: dict[str, Any], settings: Settings) -> bytes:
-    if record.get("_base64"):
-        return decode_base64(str(record["_base64"]), settings.max_upload_bytes)
-    if record.get("_url"):
-        return fetch_image(
-            str(record["_url"]),
-            max_bytes=settings.max_upload_bytes,
-            timeout=settings.url_fetch_timeout,
-            allow_hosts=settings.url_allow_hosts,
-        )
-    raise InvalidInput("A record needs '_base64' or '_url'.", code="required")
 
 
 @router.get("/", summary="List training images (?task=, ?label=, ?test=)")
