@@ -151,6 +151,21 @@ def test_untrained_task_and_bad_requests(client: AppClient, alice: dict) -> None
     assert r.status_code == 400
 
 
+def test_classify_checks_the_credential_before_the_body(client: AppClient, alice: dict) -> None:
+    # Classification authenticates in its inference thread, after the body was read: a wrong
+    # token must still answer 401 whatever the body, and a good one the body's own error.
+    bad = {"Authorization": "Token " + "0" * 40, "Content-Type": "application/json"}
+    good = {**alice["headers"], "Content-Type": "application/json"}
+    for path in ("/v2/classify", "/recognition/v2/classify/", "/v1/classify/"):
+        for body in (b"{not json", b"[]", b"{}"):
+            r = client.post(path, headers=bad, content=body)
+            assert r.status_code == 401 and r.json()["code"] == "invalid_token", (path, body)
+        r = client.post(path, headers=good, content=b"{not json")
+        assert r.status_code == 400 and r.json()["code"] == "invalid_json", path
+        r = client.post(path, content=b"{}", headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.json()["code"] == "not_authenticated", path
+
+
 def test_tagging_task_trains_with_negative_label(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
     root = dataset_dir()

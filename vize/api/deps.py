@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import FormData
 
 from vize.config import Settings
 from vize.db.tables import User
@@ -25,6 +26,10 @@ from vize.storage import BlobStore
 SESSION_COOKIE = "vize_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NOT_AUTHENTICATED = (
+    "Authentication required: send the header 'Authorization: Token <your API token>'."
+)
 
 
 @dataclass
@@ -118,7 +123,7 @@ def note_credential_failure(state: AppState, request: Request) -> None:
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
-    user = _authenticate(request, state, db)
+    user = authenticate(request, state, db)
     # End the lookup's transaction: its pooled connection goes back now, not when the request
     # ends. Routes that then open their own sessions (uploads, classify, training) would
     # otherwise hold two connections each, and under load every request would wait for a
@@ -128,7 +133,9 @@ def get_current_user(request: Request, state: State, db: DB) -> User:
     return user
 
 
-def _authenticate(request: Request, state: AppState, db: Session) -> User:
+def authenticate(request: Request, state: AppState, db: Session) -> User:
+    """The request's user, from its API token or its session cookie (+ CSRF for writes).
+    Plain function as well as the dependency: a route may run it in its own worker thread."""
     token = _token_from_header(request)
     if token is not None:
         check_credential_allowed(state, request)
@@ -144,7 +151,7 @@ def _authenticate(request: Request, state: AppState, db: Session) -> User:
             _check_csrf(state, request)
             return user
     raise Unauthorized(
-        "Authentication required: send the header 'Authorization: Token <your API token>'.",
+        NOT_AUTHENTICATED,
         code="not_authenticated",
     )
 
@@ -160,6 +167,21 @@ def _check_csrf(state: AppState, request: Request) -> None:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def has_credentials(request: Request) -> bool:
+    """Cheap check without the database, for routes that authenticate later in their own
+    worker thread: a request with no credential at all is refused before its body is read.
+    Async on purpose: a sync dependency would cost a worker-thread hop."""
+    if request.headers.get("authorization") or request.cookies.get(SESSION_COOKIE):
+        return True
+    raise Unauthorized(
+        NOT_AUTHENTICATED,
+        code="not_authenticated",
+    )
+
+
+HasCredentials = Annotated[bool, Depends(has_credentials)]
 
 
 @dataclass
@@ -185,15 +207,19 @@ PagingDep = Annotated[Paging, Depends(get_paging)]
 async def read_fields(request: Request) -> AsyncIterator[dict[str, Any]]:
     """Body as a dict, from JSON, urlencoded or multipart: the Vize docs use all three."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if ctype in FORM_TYPES:
         async with request.form() as form:  # closes spooled upload files afterwards
-            out: dict[str, Any] = {}
-            for key in form:
-                values = form.getlist(key)
-                out[key] = values if len(values) > 1 else values[0]
-            yield out
+            yield _form_fields(form)
         return
     yield _parse_json(await request.body())
+
+
+def _form_fields(form: FormData) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in form:
+        values = form.getlist(key)
+        out[key] = values if len(values) > 1 else values[0]
+    return out
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:
@@ -246,3 +272,23 @@ def _finite_float(text: str) -> float:
 
 
 Fields = Annotated[dict[str, Any], Depends(read_fields)]
+
+
+async def read_fields_after_auth(request: Request) -> AsyncIterator[dict[str, Any] | VizeError]:
+    """``read_fields`` for routes that authenticate later, in their own worker thread: a JSON
+    body that does not parse is handed over as the error, to be raised after the credential
+    check (a bad token must answer 401 whatever the body)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in FORM_TYPES:
+        async with request.form() as form:
+            yield _form_fields(form)
+        return
+    body = await request.body()
+    try:
+        parsed: dict[str, Any] | VizeError = _parse_json(body)
+    except VizeError as exc:
+        parsed = exc
+    yield parsed
+
+
+FieldsAfterAuth = Annotated[dict[str, Any] | VizeError, Depends(read_fields_after_auth)]
