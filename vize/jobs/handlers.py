@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,6 +13,8 @@ from vize.db.tables import Embedding, Image, Job, Model, Task
 from vize.jobs.executor import JobContext, Progress, job_handler
 from vize.services import training
 from vize.services.recognition import Recognizer
+
+log = logging.getLogger("vize.jobs")
 
 
 def _views(ctx: JobContext) -> tuple[str, ...]:
@@ -67,6 +70,8 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
         progress=lambda f, m: progress(0.02 + 0.8 * f, m),
     )
     embed_seconds = time.perf_counter() - started
+    if emb.gone:
+        ts = _after_deletions(ctx, job, ts, emb.gone)
     progress(0.85, "Training and evaluating the model")
     report, artifact = training.fit(ts, emb, kind, backbones, _views(ctx))
     fit_seconds = time.perf_counter() - started - embed_seconds
@@ -83,6 +88,19 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
         return "The task was deleted during training; nothing was kept."
     _notify(ctx, "training_succeeded", job.task_id, job.model_id)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."
+
+
+def _after_deletions(
+    ctx: JobContext, job: Job, ts: training.TrainingSet, gone: list[str]
+) -> training.TrainingSet:
+    """Images deleted during the embedding are left out; the labels must still have enough
+    (else the training fails with the same 400-style reason as at the start)."""
+    with ctx.sessions() as db:
+        task = db.get(Task, job.task_id)
+        if task is not None:
+            training.check_trainable(db, task, ctx.settings.min_images_per_label)
+    log.info("training %s: %d image(s) deleted meanwhile, left out", job.id, len(gone))
+    return training.without(ts, gone)
 
 
 def _commit_model(

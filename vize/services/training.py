@@ -126,6 +126,7 @@ class EmbeddingSet:
 
     image_ids: list[str]
     vectors: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)  # deleted meanwhile: no file to embed
 
 
 def ensure_embeddings(
@@ -166,7 +167,9 @@ def ensure_embeddings(
     finally:
         for future in futures:
             future.cancel()
-    out = EmbeddingSet(ids)
+    gone = [i for i in missing if any(i not in cache for cache in have.values())]
+    ids = [i for i in ids if i not in set(gone)]
+    out = EmbeddingSet(ids, gone=gone)
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
     return out
@@ -175,12 +178,21 @@ def ensure_embeddings(
 def _embed_chunk(
     blobs: BlobStore, recognizer: Recognizer, chunk: list[tuple[str, str]], views: tuple[str, ...]
 ) -> dict[tuple[str, str, str], np.ndarray]:
-    prepared = [recognizer.prepare(blobs.get(key)) for _, key in chunk]
+    present, prepared = [], []
+    for image_id, key in chunk:
+        try:
+            data = blobs.get(key)
+        except KeyError:  # the image was deleted after the training collected it
+            continue
+        present.append(image_id)
+        prepared.append(recognizer.prepare(data))
     out: dict[tuple[str, str, str], np.ndarray] = {}
+    if not prepared:
+        return out
     for view in views:
         emb = recognizer.embed_prepared(prepared, flip=view == "flip")
         for bb, matrix in emb.items():
-            for (image_id, _), vec in zip(chunk, matrix, strict=True):
+            for image_id, vec in zip(present, matrix, strict=True):
                 out[(image_id, bb, view)] = vec.astype(np.float32)
     return out
 
@@ -261,6 +273,21 @@ def _collect_multi(
         keys.append(key)
         pinned.append(test)
     return TrainingSet(ids, keys, used, y, pinned, 0)
+
+
+def without(ts: TrainingSet, gone: list[str]) -> TrainingSet:
+    """The training set minus images deleted while it was being embedded."""
+    drop = set(gone)
+    keep = [r for r, image_id in enumerate(ts.image_ids) if image_id not in drop]
+    y = ts.y[keep] if isinstance(ts.y, np.ndarray) else [ts.y[r] for r in keep]
+    return TrainingSet(
+        [ts.image_ids[r] for r in keep],
+        [ts.blob_keys[r] for r in keep],
+        ts.labels,
+        y,
+        [ts.pinned[r] for r in keep],
+        ts.skipped,
+    )
 
 
 def now() -> datetime:
