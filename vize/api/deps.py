@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData
 
 from vize.config import Settings
+from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
 from vize.services import users as users_service
@@ -56,15 +57,8 @@ def get_settings(state: State) -> Settings:
 
 
 def get_db(state: State) -> Iterator[Session]:
-    session = state.sessions()
-    try:
+    with session_scope(state.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_blobs(state: State) -> BlobStore:
