@@ -14,6 +14,7 @@ from vize.db.tables import Label, Model, Task, User
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.ml.predictor import Head
 from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
+from vize.services import models as models_service
 from vize.services import tasks as tasks_service
 from vize.services.fetch import record_bytes
 from vize.services.recognition import Prepared, Recognizer
@@ -52,11 +53,7 @@ def resolve(
         number = int(version)
     except (TypeError, ValueError):
         raise InvalidInput("'version' must be an integer.", code="invalid_version") from None
-    model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == number))
-    if model is None or model.train_status != "trained":
-        raise InvalidInput(
-            f"Version {number} of this task is not a trained model.", code="invalid_version"
-        )
+    model = models_service.trained_version(db, task, number)
     head = recognizer.head(model.id, model.artifact_key, blobs)
     rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
     names = {lid: name for lid, name in rows}

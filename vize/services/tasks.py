@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from vize.db.tables import Label, Model, Task, TaskLabel, User
+from vize.db.tables import Label, Task, TaskLabel, User
 from vize.errors import InvalidInput
 from vize.services.common import (
     LONG_TEXT,
@@ -19,6 +19,7 @@ from vize.services.common import (
     paginate,
     text_field,
 )
+from vize.services.models import trained_version
 
 TASK_TYPES = ("multi_class", "multi_label")
 NEGATIVE_LABEL_NAME = "negative"
@@ -108,11 +109,7 @@ def update_task(db: Session, user: User, task: Task, fields: dict[str, Any]) -> 
 
 
 def set_production_version(db: Session, task: Task, version: int) -> None:
-    model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == version))
-    if model is None or model.train_status != "trained":
-        raise InvalidInput(
-            f"Version {version} of this task is not a trained model.", code="invalid_version"
-        )
+    trained_version(db, task, version)
     task.production_version = version
     task.production_pinned = True
 

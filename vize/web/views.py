@@ -6,14 +6,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vize.api.schemas import model_out
-from vize.db.tables import Label, Model, Task, User
+from vize.db.tables import Label, Task, User
 from vize.errors import NotFound
 from vize.services import images as images_service
 from vize.services import labels as labels_service
+from vize.services import models as models_service
 
 HEAT_STEPS = 10
 
@@ -87,13 +87,12 @@ def other_labels(db: Session, user: User, task: Task) -> list[Label]:
 
 def task_models(db: Session, task: Task) -> list[dict[str, Any]]:
     """Every model version of the task, newest first, in the API's JSON shape."""
-    rows = db.scalars(select(Model).where(Model.task_id == task.id).order_by(Model.version.desc()))
-    return [model_out(m) for m in rows]
+    return [model_out(m) for m in models_service.task_models(db, task)]
 
 
 def task_summaries(db: Session, user: User, tasks: list[Task]) -> list[dict[str, Any]]:
     """One row per task for the task list: counts, deployed version and its accuracy."""
-    deployed = _deployed_models(db, tasks)
+    deployed = models_service.deployed_models(db, tasks)
     rows = []
     for task in tasks:
         images = images_service.list_images(db, user, 0, 0, task_id=task.id).count
@@ -107,14 +106,6 @@ def task_summaries(db: Session, user: User, tasks: list[Task]) -> list[dict[str,
             }
         )
     return rows
-
-
-def _deployed_models(db: Session, tasks: list[Task]) -> dict[str, Model]:
-    wanted = {t.id: t.production_version for t in tasks if t.production_version >= 0}
-    if not wanted:
-        return {}
-    rows = db.scalars(select(Model).where(Model.task_id.in_(list(wanted))))
-    return {m.task_id: m for m in rows if wanted.get(m.task_id) == m.version}
 
 
 def pick_model(models: list[dict[str, Any]], version: int | None, deployed: int) -> Any:

@@ -1,0 +1,64 @@
+"""Trained model versions: listing, lookup by id or version, the deployed one per task."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vize.db.tables import Model, Task, User
+from vize.errors import InvalidInput, NotFound
+from vize.services.common import Page, paginate
+
+
+def list_models(
+    db: Session, user: User, offset: int, limit: int, task: Task | None = None
+) -> Page[Model]:
+    stmt = (
+        select(Model)
+        .join(Task, Task.id == Model.task_id)
+        .where(Task.owner_id == user.id)
+        .order_by(Model.created.desc(), Model.version.desc())
+    )
+    if task is not None:
+        stmt = stmt.where(Model.task_id == task.id)
+    return paginate(db, stmt, offset, limit)
+
+
+def get_model(db: Session, user: User, model_id: object) -> Model:
+    """404 alike for a missing model and another user's (models belong to tasks)."""
+    try:
+        key = str(uuid.UUID(str(model_id)))
+    except ValueError:
+        raise NotFound("Model not found.") from None
+    model = db.get(Model, key)
+    task = db.get(Task, model.task_id) if model else None
+    if model is None or task is None or task.owner_id != user.id:
+        raise NotFound("Model not found.")
+    return model
+
+
+def task_models(db: Session, task: Task) -> list[Model]:
+    """Every version of the task, newest first."""
+    stmt = select(Model).where(Model.task_id == task.id).order_by(Model.version.desc())
+    return list(db.scalars(stmt))
+
+
+def trained_version(db: Session, task: Task, version: int) -> Model:
+    """The task's model ``version``, which must have trained: else a 400 naming it."""
+    model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == version))
+    if model is None or model.train_status != "trained":
+        raise InvalidInput(
+            f"Version {version} of this task is not a trained model.", code="invalid_version"
+        )
+    return model
+
+
+def deployed_models(db: Session, tasks: list[Task]) -> dict[str, Model]:
+    """Task id -> its production model, for the tasks that have one."""
+    wanted = {t.id: t.production_version for t in tasks if t.production_version >= 0}
+    if not wanted:
+        return {}
+    rows = db.scalars(select(Model).where(Model.task_id.in_(list(wanted))))
+    return {m.task_id: m for m in rows if wanted.get(m.task_id) == m.version}
