@@ -66,8 +66,8 @@ def create_app(
             services={},
         )
         app.state.vize = state
-        with state.sessions() as db:  # before serving: no upload of ours is in flight yet
-            sweep_orphans(db, state.blobs, settings.orphan_grace_seconds)
+        # Before serving: no upload of ours is in flight yet.
+        sweep_orphans(state.sessions, state.blobs, settings.orphan_grace_seconds)
         closers = []
         for hook in hooks:
             closer = hook(app, state)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from PIL import Image
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from tests.api.conftest import token_user
 from tests.api.helpers import (
     assert_error,
     create_label,
@@ -19,8 +25,12 @@ from tests.api.helpers import (
     upload_ok,
 )
 from tests.conftest import png_bytes
-from tests.inprocess import AppClient
+from tests.inprocess import AppClient, app_client
+from vize.api.deps import AppState
+from vize.app import create_app
 from vize.config import Settings
+from vize.db.tables import Image as ImageRow
+from vize.services import images as images_service
 
 IMAGE_FIELDS = {
     "id", "img_path", "thumb_img_path", "img_width", "img_height", "file_name", "content_type",
@@ -162,19 +172,25 @@ def _files(settings: Settings, folder: str) -> list[Path]:
     return [p for p in (settings.blob_dir / folder).rglob("*") if p.is_file()]
 
 
-def test_each_image_has_its_own_files(
+def test_files_are_content_addressed_per_owner(
     client: AppClient, alice: dict, bob: dict, settings: Settings
 ) -> None:
-    """Equal bytes of two users are two files: deleting alice's cannot touch bob's (a shared
-    file could be removed just before a concurrent upload of the same bytes committed)."""
+    """Equal bytes of two users are two files: deleting alice's cannot touch bob's (a file
+    shared across users could be removed just before the other's upload committed a row)."""
     data = png_bytes(11)
+    sha = hashlib.sha256(data).hexdigest()
     a = upload(client, alice["headers"], data).json()
     b = upload(client, bob["headers"], data)
     assert b.status_code == 201, b.text  # dedupe is per user: bob gets his own row
     b = b.json()
-    assert a["id"] != b["id"] and a["sha256"] == b["sha256"]
+    assert a["id"] != b["id"] and a["sha256"] == b["sha256"] == sha
+    assert _keys(settings, "images") == sorted(
+        f"images/{user['id']}/{sha[:2]}/{sha}" for user in (alice, bob)
+    )
+    assert _keys(settings, "thumbs") == sorted(
+        f"thumbs/{user['id']}/{sha[:2]}/{sha}.jpg" for user in (alice, bob)
+    )
     assert [p.read_bytes() for p in _files(settings, "images")] == [data, data]
-    assert len(_files(settings, "thumbs")) == 2
     assert (
         client.delete(f"/v2/training-image/{a['id']}", headers=alice["headers"]).status_code == 204
     )
@@ -183,6 +199,39 @@ def test_each_image_has_its_own_files(
     assert client.get(b["thumb_img_path"], headers=bob["headers"]).status_code == 200
     assert client.delete(f"/v2/training-image/{b['id']}", headers=bob["headers"]).status_code == 204
     assert _files(settings, "images") == [] and _files(settings, "thumbs") == []
+
+
+def _keys(settings: Settings, folder: str) -> list[str]:
+    return sorted(p.relative_to(settings.blob_dir).as_posix() for p in _files(settings, folder))
+
+
+def test_files_removed_before_the_commit_are_put_back(settings: Settings) -> None:
+    """A remover of the same key (the same user's failed upload of the same bytes, the sweep)
+    asking after an upload wrote its files but before its row is there deletes them; the
+    upload, multipart or JSON record, writes them again once its row is committed."""
+    removed: list[str] = []
+
+    def remove_at_insert(app: FastAPI, state: AppState) -> None:
+        @event.listens_for(state.sessions, "before_flush")
+        def remove(session: Session, *_: object) -> None:
+            for image in [o for o in session.new if isinstance(o, ImageRow)]:
+                for key in (image.blob_key, image.thumb_key):
+                    if images_service.remove_blob(state.sessions, state.blobs, key):
+                        removed.append(key)
+
+    with app_client(create_app(settings, extensions=[remove_at_insert])) as client:
+        h = token_user(settings, "alice")["headers"]
+        one = upload(client, h, png_bytes(21))
+        record = {"_base64": base64.b64encode(png_bytes(22)).decode()}
+        batch = client.post("/v2/training-image/", headers=h, json={"records": [record]})
+        two = batch.json()["records"][0]
+        for r, image in ((one, one.json()), (batch, two)):
+            assert r.status_code in (200, 201) and "id" in image, r.text
+        assert len(removed) == 4  # both files of both uploads were gone at the insert
+        for image, data in ((one.json(), png_bytes(21)), (two, png_bytes(22))):
+            assert client.get(image["img_path"], headers=h).content == data
+            assert client.get(image["thumb_img_path"], headers=h).status_code == 200
+    assert len(_files(settings, "images")) == len(_files(settings, "thumbs")) == 2
 
 
 def test_upload_with_labels_meta_and_test_flag(client: AppClient, alice: dict) -> None:

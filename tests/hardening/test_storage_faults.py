@@ -116,8 +116,7 @@ def test_sweep_removes_only_old_unreferenced_files(
 
     async def sweep() -> list[str]:
         state = client.transport.app.state.vize  # type: ignore[attr-defined]
-        with state.sessions() as db:
-            return sweep_orphans(db, store, grace_seconds=3600)
+        return sweep_orphans(state.sessions, store, grace_seconds=3600)
 
     removed = client.call(sweep)
     assert sorted(removed) == ["images/x/ab/.tmp-half", "images/x/ab/orphan", "models/t/m.npz",
@@ -155,6 +154,20 @@ def test_task_deleted_during_training_leaves_no_model_file(settings: Settings) -
     assert [p for p in slow.blob_dir.rglob("*.npz")] == []  # no model file
 
 
+def stored_versus_rows(client: AppClient) -> tuple[set[str], set[str]]:
+    """(files no row references, keys rows reference but no file holds)."""
+
+    async def compare() -> tuple[set[str], set[str]]:
+        state = client.transport.app.state.vize  # type: ignore[attr-defined]
+        with state.sessions() as db:
+            rows = db.execute(select(Image.blob_key, Image.thumb_key)).all()
+        keys = {k for row in rows for k in row}
+        files = {k for k, _ in state.blobs.scan()}
+        return files - keys, keys - files
+
+    return client.call(compare)  # type: ignore[no-any-return]
+
+
 def test_same_bytes_uploaded_and_deleted_by_two_users_at_once(
     client: AppClient, alice: dict, bob: dict
 ) -> None:
@@ -177,3 +190,42 @@ def test_same_bytes_uploaded_and_deleted_by_two_users_at_once(
     for t in threads:
         t.join(120)
     assert problems == []
+
+
+def test_same_bytes_uploaded_and_deleted_by_one_user_at_once(
+    client: AppClient, alice: dict
+) -> None:
+    """Files are content addressed per owner: one user's concurrent uploads and deletes of
+    the same bytes all use one key. A delete's purge must not take the file of a row another
+    request commits meanwhile; an upload must not end without its file. A read may find the
+    image deleted by another thread (404 not_found), never its file missing."""
+    data = png_bytes(6)
+    h = alice["headers"]
+    problems: list[str] = []
+
+    def churn() -> None:
+        for _ in range(ROUNDS):
+            r = upload(client, h, data)
+            if r.status_code not in (200, 201):
+                problems.append(f"upload {r.status_code} {r.text[:80]}")
+                continue
+            got = client.get(r.json()["img_path"], headers=h)
+            if got.status_code != 200 and got.json().get("code") != "not_found":
+                problems.append(f"read {got.status_code} {got.text[:80]}")
+            elif got.status_code == 200 and got.content != data:
+                problems.append("read other bytes")
+            client.delete(f"/v2/training-image/{r.json()['id']}/", headers=h)
+        last = upload(client, h, data)  # one image stays: its files must be there
+        if last.status_code not in (200, 201):
+            problems.append(f"last upload {last.status_code} {last.text[:80]}")
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert problems == []
+    assert rows(client) == 1
+    assert stored_versus_rows(client) == (set(), set())  # no row without its files, no trash
+    [image] = client.get("/v2/training-image/", headers=h).json()["results"]
+    assert client.get(image["img_path"], headers=h).content == data

@@ -1,22 +1,23 @@
-"""Training images: intake with per-user dedupe by content, one file per image, filters."""
+"""Training images: intake with per-user dedupe by content, files content addressed per
+owner, filters."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vize.config import Settings
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
-from vize.errors import InvalidInput
+from vize.errors import InvalidInput, VizeError
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import check_image, make_thumbnail
 from vize.storage import BlobStore
@@ -28,14 +29,30 @@ MAX_META_CHARS = 64 * 1024
 class Upload:
     image: Image
     created: bool  # False: the same content was already there
+    # What this upload wrote, by key: ``ensure_stored`` puts back what a remover took.
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
-def blob_keys(owner_id: str, image_id: str) -> tuple[str, str]:
-    # One file per image row, never shared (not even for equal bytes): deleting an image can
-    # then never remove a file that a concurrent upload of the same content is about to
-    # commit a row for. Dedupe is per user anyway, by the (owner, sha256) constraint.
-    base = f"{owner_id}/{image_id[:2]}/{image_id}"
+def blob_keys(owner_id: str, sha256: str) -> tuple[str, str]:
+    # Content addressed per owner: equal bytes of one user are one file, which only rows of
+    # that user can reference, and (owner, sha256) is unique, so at most one row does. Files
+    # are never shared across users: one user's delete cannot race another's upload.
+    base = f"{owner_id}/{sha256[:2]}/{sha256}"
     return f"images/{base}", f"thumbs/{base}.jpg"
+
+
+def key_in_use(sessions: sessionmaker[Session], key: str) -> bool:
+    """Whether a committed row references ``key``. A transaction of its own, begun now: an
+    older one could read a snapshot from before a commit that happened after the file moved."""
+    with sessions() as db:
+        used = select(Image.id).where(or_(Image.blob_key == key, Image.thumb_key == key))
+        return db.scalar(used.limit(1)) is not None
+
+
+def remove_blob(sessions: sessionmaker[Session], blobs: BlobStore, key: str) -> bool:
+    """Delete an image or thumbnail file unless a committed row references it (now or by the
+    time the check reads): never a plain delete, another upload may share the key."""
+    return blobs.delete_unless(key, lambda: key_in_use(sessions, key))
 
 
 class _Tracked:
@@ -58,6 +75,9 @@ class _Tracked:
     def delete(self, key: str) -> None:
         self.blobs.delete(key)
 
+    def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool:
+        return self.blobs.delete_unless(key, in_use)
+
     def path(self, key: str) -> Path | None:
         return self.blobs.path(key)
 
@@ -66,21 +86,28 @@ class _Tracked:
 
 
 @contextmanager
-def discard_on_failure(blobs: BlobStore) -> Iterator[BlobStore]:
+def discard_on_failure(blobs: BlobStore, sessions: sessionmaker[Session]) -> Iterator[BlobStore]:
     """The store for one upload: if the block fails (a storage error, the commit, a crash of
-    the request) the files it wrote are deleted, so no file outlives a row never committed."""
+    the request) the files it wrote are removed, so no file outlives a row never committed.
+    Not those a committed row references: a concurrent upload of the same bytes by the same
+    user wrote the same key. Open it outside the transaction, so it checks after the rollback."""
     tracked = _Tracked(blobs)
     try:
         yield tracked
     except BaseException:
-        for key in tracked.written:
-            _delete_quietly(blobs, key)
+        for key in dict.fromkeys(tracked.written):
+            # Cleaning up after a failure must not hide that failure (a database down too).
+            with suppress(Exception):
+                remove_blob(sessions, blobs, key)
         raise
 
 
-def _delete_quietly(blobs: BlobStore, key: str) -> None:
-    with suppress(OSError):  # cleaning up after a failure must not hide that failure
-        blobs.delete(key)
+def ensure_stored(blobs: BlobStore, upload: Upload) -> None:
+    """Right after the upload's commit: put back a file a concurrent remover took between our
+    write and our commit (it asked before our row was there). Same key, same bytes."""
+    for key, data in upload.files.items():
+        if not blobs.exists(key):
+            blobs.put(key, data)
 
 
 def upload_image(
@@ -95,22 +122,22 @@ def upload_image(
     meta_data: dict[str, Any] | None = None,
     test_image: bool = False,
 ) -> Upload:
-    """Validate, store the blob (before the row, so a row never points at nothing), insert."""
+    """Validate, store the blob (before the row, so a row never points at nothing), insert.
+    After the commit, the caller passes the result to ``ensure_stored``."""
     sha = hashlib.sha256(data).hexdigest()
     existing = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
     if existing is not None:
-        return Upload(existing, created=False)
+        return Upload(existing, created=False, files=_missing(blobs, settings, existing, data))
     checked = check_image(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
     )
     meta_data = check_meta_data(meta_data or {})
-    image_id = new_id()
-    key, thumb_key = blob_keys(user.id, image_id)
-    thumb = make_thumbnail(checked.image)
-    blobs.put(key, data)
-    blobs.put(thumb_key, thumb)
+    key, thumb_key = blob_keys(user.id, sha)
+    files = {key: data, thumb_key: make_thumbnail(checked.image)}
+    for k, content in files.items():
+        blobs.put(k, content)
     image = Image(
-        id=image_id,
+        id=new_id(),
         owner_id=user.id,
         sha256=sha,
         blob_key=key,
@@ -124,25 +151,41 @@ def upload_image(
         test_image=test_image,
         labels=list(labels or []),
     )
-    return _insert(db, blobs, image)
+    return _insert(db, image, files)
 
 
-def _insert(db: Session, blobs: BlobStore, image: Image) -> Upload:
+def _insert(db: Session, image: Image, files: dict[str, bytes]) -> Upload:
     try:
         with db.begin_nested():
             db.add(image)
             db.flush()
     except IntegrityError:
-        # A concurrent upload of the same content won the race: answer with its row, and
-        # take back the files written for ours.
+        # A concurrent upload of the same content won the race: answer with its row. Our
+        # files are its files (same owner, same bytes, same keys): nothing to take back, and
+        # they are ours to check after our commit, like any upload's.
         owner, sha = image.owner_id, image.sha256
         winner = db.scalar(select(Image).where(Image.owner_id == owner, Image.sha256 == sha))
         if winner is None:
             raise
-        for key in (image.blob_key, image.thumb_key):
-            _delete_quietly(blobs, key)
-        return Upload(winner, created=False)
-    return Upload(image, created=True)
+        ours = {k: v for k, v in files.items() if k in (winner.blob_key, winner.thumb_key)}
+        return Upload(winner, created=False, files=ours)
+    return Upload(image, created=True, files=files)
+
+
+def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) -> dict[str, bytes]:
+    """The files of the row already there for these bytes that are missing now: a remover may
+    have taken them just before its upload's commit, and its upload not have put them back yet
+    (or ever, if it crashed). Sending the same bytes again is how a client repairs that."""
+    files: dict[str, bytes] = {}
+    if not blobs.exists(image.blob_key):
+        files[image.blob_key] = data
+    if not blobs.exists(image.thumb_key):
+        with suppress(VizeError):  # limits lowered since: the image itself matters more
+            checked = check_image(
+                data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+            )
+            files[image.thumb_key] = make_thumbnail(checked.image)
+    return files
 
 
 def check_meta_data(value: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +205,11 @@ def _clean_name(name: str) -> str:
 
 def get_image(db: Session, user: User, image_id: object) -> Image:
     return get_owned(db, Image, image_id, user.id, "Training image")
+
+
+def still_exists(db: Session, image: Image) -> bool:
+    """A fresh look for the row (not the session's copy): a concurrent delete may have won."""
+    return db.scalar(select(Image.id).where(Image.id == image.id)) is not None
 
 
 def list_images(
@@ -224,18 +272,18 @@ def remove_label(db: Session, image: Image, label: Label) -> Image:
 
 
 def delete_image(db: Session, image: Image) -> list[str]:
-    """Remove the row; returns the keys ``purge_unused_blobs`` should check after commit."""
+    """Remove the row; returns the keys to pass to ``purge_unused_blobs`` after the commit."""
     keys = [image.blob_key, image.thumb_key]
-    db.delete(image)
-    db.flush()
-    return keys
+    # Not ``db.delete``: a concurrent delete of the same image may have won, and the ORM
+    # warns about a row that was not there. The database cascades to labels and embeddings.
+    gone = db.execute(delete(Image).where(Image.id == image.id))
+    return keys if gone.rowcount else []  # type: ignore[attr-defined]  # the winner purges
 
 
-def purge_unused_blobs(db: Session, blobs: BlobStore, keys: list[str]) -> None:
-    """Delete files no row references any more (called after commit). New images never
-    share a file; images stored before that did share one per content, and keep it until
-    the last of them goes (no new row can start using such a key)."""
+def purge_unused_blobs(sessions: sessionmaker[Session], blobs: BlobStore, keys: list[str]) -> None:
+    """Delete the files of a deleted image unless a committed row references them (called
+    after the commit): a concurrent upload of the same bytes by the same user may have just
+    committed one. Images stored before files were per owner may share a file per content
+    across users; it stays until the last of them goes."""
     for key in keys:
-        used = select(Image.id).where(or_(Image.blob_key == key, Image.thumb_key == key))
-        if db.scalar(used.limit(1)) is None:
-            blobs.delete(key)
+        remove_blob(sessions, blobs, key)

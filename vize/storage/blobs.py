@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -16,11 +18,27 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool: ...
     def path(self, key: str) -> Path | None: ...
     def scan(self) -> Iterator[tuple[str, float]]: ...
 
 
 TMP_PREFIX = ".tmp-"
+# Trash names: TMP_PREFIX + TRASH_MARK + a random token + "-" + the file's own name, so the
+# sweep can tell where a leftover came from. mkstemp's random part never holds a "-": no
+# temporary file of ``put`` looks like trash.
+TRASH_MARK = "del-"
+
+
+def trash_origin(key: str) -> str | None:
+    """The key a trash file was renamed from, or None when ``key`` is not a trash name."""
+    folder, _, name = key.rpartition("/")
+    if not name.startswith(TMP_PREFIX + TRASH_MARK):
+        return None
+    _, _, original = name[len(TMP_PREFIX + TRASH_MARK) :].partition("-")
+    if not original:
+        return None
+    return f"{folder}/{original}" if folder else original
 
 
 def _check_key(key: str) -> str:
@@ -66,16 +84,56 @@ class LocalBlobStore:
         os.fsync(fh.fileno())
 
     def get(self, key: str) -> bytes:
+        target = self._file(key)
+        # A file ``delete_unless`` is deciding on is away under a trash name, and comes back if
+        # a row uses it: read the trash meanwhile (same bytes) rather than report it missing.
+        # A few rounds: it may move back between our two looks.
+        for _ in range(3):
+            for path in (target, *self._trash_of(target)):
+                with suppress(FileNotFoundError):
+                    return path.read_bytes()
+        raise KeyError(key)
+
+    @staticmethod
+    def _trash_of(target: Path) -> list[Path]:
         try:
-            return self._file(key).read_bytes()
-        except FileNotFoundError as exc:
-            raise KeyError(key) from exc
+            names = os.listdir(target.parent)
+        except FileNotFoundError:
+            return []
+        return [target.parent / n for n in names if trash_origin(n) == target.name]
 
     def exists(self, key: str) -> bool:
         return self._file(key).is_file()
 
     def delete(self, key: str) -> None:
         self._file(key).unlink(missing_ok=True)
+
+    def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool:
+        """Delete ``key`` unless ``in_use()``, asked only once the file is out of the way;
+        True when a file was deleted.
+
+        For keys whose every writer writes the same bytes (content addressed): a writer whose
+        row is committed before ``in_use`` reads gets its file back; one committed later finds
+        the file gone when it checks after its commit, and writes it again."""
+        target = self._file(key)
+        trash = target.with_name(f"{TMP_PREFIX}{TRASH_MARK}{uuid.uuid4().hex}-{target.name}")
+        try:
+            # Touched first: the renamed file keeps its mtime, and an old-looking trash file
+            # would be fair game for another process's orphan sweep while we decide.
+            os.utime(target)
+            os.rename(target, trash)
+        except FileNotFoundError:
+            return False
+        try:
+            keep = in_use()
+        except BaseException:
+            os.replace(trash, target)  # undecided: an orphan is harmless, a lost file is not
+            raise
+        if keep:
+            os.replace(trash, target)  # a writer may have put it again: the same bytes
+            return False
+        trash.unlink()
+        return True
 
     def path(self, key: str) -> Path | None:
         return self._file(key)

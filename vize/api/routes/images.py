@@ -20,7 +20,7 @@ from vize.api.deps import (
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import ImagePatch, LabelIdIn, base_url, image_out, page_out
 from vize.config import Settings
-from vize.db.tables import Image, Label, User
+from vize.db.tables import Label, User
 from vize.errors import InvalidInput, NotFound, PayloadTooLarge, VizeError
 from vize.services import images as images_service
 from vize.services import labels as labels_service
@@ -112,7 +112,7 @@ def _store(
     data: bytes,
     fields: dict[str, Any],
     file_name: str,
-) -> tuple[Image, bool]:
+) -> images_service.Upload:
     up = images_service.upload_image(
         db,
         blobs,
@@ -127,7 +127,7 @@ def _store(
     if not up.created:
         for label in _labels(db, user, fields):
             images_service.add_label(db, up.image, label)
-    return up.image, up.created
+    return up
 
 
 def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
@@ -157,12 +157,14 @@ async def upload(
     from starlette.concurrency import run_in_threadpool
 
     def work() -> dict[str, Any]:
-        with images_service.discard_on_failure(state.blobs) as blobs, state.sessions.begin() as db:
-            image, created = _store(
-                db, blobs, state.settings, user, data, fields, upload_file.filename or ""
-            )
-            out = image_out(image, base_url(request, state.settings))
-        if not created:
+        with (
+            images_service.discard_on_failure(state.blobs, state.sessions) as blobs,
+            state.sessions.begin() as db,
+        ):
+            up = _store(db, blobs, state.settings, user, data, fields, upload_file.filename or "")
+            out = image_out(up.image, base_url(request, state.settings))
+        images_service.ensure_stored(state.blobs, up)
+        if not up.created:
             response.status_code = 200
             return _duplicate_body(out)
         state.services["after_upload"](user.id)
@@ -201,12 +203,14 @@ def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[s
         if not isinstance(record, dict):
             raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
         data = record_bytes(record, settings)
-        with images_service.discard_on_failure(state.blobs) as blobs, state.sessions.begin() as db:
-            image, created = _store(
-                db, blobs, settings, user, data, record, str(record.get("file_name", ""))
-            )
-            out = image_out(image, base_url(request, settings))
-        if created:
+        with (
+            images_service.discard_on_failure(state.blobs, state.sessions) as blobs,
+            state.sessions.begin() as db,
+        ):
+            up = _store(db, blobs, settings, user, data, record, str(record.get("file_name", "")))
+            out = image_out(up.image, base_url(request, settings))
+        images_service.ensure_stored(state.blobs, up)
+        if up.created:
             return {**echo, **out, "_status": {"code": 201, "text": "Created"}}
         return {**echo, **_duplicate_body(out), "_status": {"code": 200, "text": out["id"]}}
     except VizeError as exc:
@@ -280,8 +284,7 @@ def update_image(
 def delete_image(image_id: str, state: State, user: CurrentUser) -> Response:
     with state.sessions.begin() as db:
         keys = images_service.delete_image(db, images_service.get_image(db, user, image_id))
-    with state.sessions.begin() as db:
-        images_service.purge_unused_blobs(db, state.blobs, keys)
+    images_service.purge_unused_blobs(state.sessions, state.blobs, keys)
     return Response(status_code=204)
 
 
@@ -341,6 +344,8 @@ def _serve(db: DB, blobs: Blobs, user: User, image_id: str, thumb: bool) -> Resp
     try:
         data = blobs.get(key)
     except KeyError:
+        if not images_service.still_exists(db, image):  # deleted since: not a lost file
+            raise NotFound("Training image not found.") from None
         raise NotFound("The image file is missing from storage.", code="blob_missing") from None
     return Response(
         data,
