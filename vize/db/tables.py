@@ -127,8 +127,9 @@ class Image(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
-    blob_key: Mapped[str] = mapped_column(String(255))
-    thumb_key: Mapped[str] = mapped_column(String(255))
+    # Indexed: removing a file asks whether any row still references its key.
+    blob_key: Mapped[str] = mapped_column(String(255), index=True)
+    thumb_key: Mapped[str] = mapped_column(String(255), index=True)
     content_type: Mapped[str] = mapped_column(String(50))
     size: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)

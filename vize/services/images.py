@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,8 @@ from vize.services.imaging import check_image, make_thumbnail
 from vize.storage import BlobStore
 
 MAX_META_CHARS = 64 * 1024
+T = TypeVar("T")
+log = logging.getLogger("vize.storage")
 
 
 @dataclass
@@ -102,12 +105,28 @@ def discard_on_failure(blobs: BlobStore, sessions: sessionmaker[Session]) -> Ite
         raise
 
 
-def ensure_stored(blobs: BlobStore, upload: Upload) -> None:
+def ensure_stored(sessions: sessionmaker[Session], blobs: BlobStore, upload: Upload) -> None:
     """Right after the upload's commit: put back a file a concurrent remover took between our
-    write and our commit (it asked before our row was there). Same key, same bytes."""
+    write and our commit (it asked before our row was there). Same key, same bytes. The row
+    may be gone by now too (deleted right after the commit): the put file then goes through
+    the removal protocol, which keeps it only if a row references it."""
     for key, data in upload.files.items():
         if not blobs.exists(key):
             blobs.put(key, data)
+            remove_blob(sessions, blobs, key)
+
+
+def store_upload(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    store: Callable[[Session, BlobStore], tuple[Upload, T]],
+) -> tuple[Upload, T]:
+    """One upload as one unit: ``store`` runs in its own transaction with a store that takes
+    back what it wrote if anything fails, and after the commit its files are checked."""
+    with discard_on_failure(blobs, sessions) as tracked, sessions.begin() as db:
+        up, extra = store(db, tracked)
+    ensure_stored(sessions, blobs, up)
+    return up, extra
 
 
 def upload_image(
@@ -165,8 +184,12 @@ def _insert(db: Session, image: Image, files: dict[str, bytes]) -> Upload:
         # they are ours to check after our commit, like any upload's.
         owner, sha = image.owner_id, image.sha256
         winner = db.scalar(select(Image).where(Image.owner_id == owner, Image.sha256 == sha))
-        if winner is None:
-            raise
+        if winner is None:  # and deleted since: nothing is lost, but nothing was stored
+            raise VizeError(
+                "The same image was being uploaded and deleted at once; send it again.",
+                code="upload_conflict",
+                status=409,
+            ) from None
         ours = {k: v for k, v in files.items() if k in (winner.blob_key, winner.thumb_key)}
         return Upload(winner, created=False, files=ours)
     return Upload(image, created=True, files=files)
@@ -284,6 +307,10 @@ def purge_unused_blobs(sessions: sessionmaker[Session], blobs: BlobStore, keys: 
     """Delete the files of a deleted image unless a committed row references them (called
     after the commit): a concurrent upload of the same bytes by the same user may have just
     committed one. Images stored before files were per owner may share a file per content
-    across users; it stays until the last of them goes."""
+    across users; it stays until the last of them goes. The delete is committed already, so a
+    failure here is logged, not raised: the start-up sweep removes what is left."""
     for key in keys:
-        remove_blob(sessions, blobs, key)
+        try:
+            remove_blob(sessions, blobs, key)
+        except Exception:
+            log.exception("could not remove %s after its image was deleted", key)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from vize.api.deps import (
@@ -105,14 +108,15 @@ def _labels(db: DB, user: User, fields: dict[str, Any]) -> list[Label]:
 
 
 def _store(
-    db: DB,
-    blobs: BlobStore,
+    request: Request,
     settings: Settings,
     user: User,
     data: bytes,
     fields: dict[str, Any],
     file_name: str,
-) -> images_service.Upload:
+    db: Session,
+    blobs: BlobStore,
+) -> tuple[images_service.Upload, dict[str, Any]]:
     up = images_service.upload_image(
         db,
         blobs,
@@ -127,7 +131,7 @@ def _store(
     if not up.created:
         for label in _labels(db, user, fields):
             images_service.add_label(db, up.image, label)
-    return up
+    return up, image_out(up.image, base_url(request, settings))
 
 
 def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
@@ -154,16 +158,11 @@ async def upload(
         raise PayloadTooLarge(
             f"Image is larger than {state.settings.max_upload_bytes // (1024 * 1024)} MB."
         )
-    from starlette.concurrency import run_in_threadpool
 
     def work() -> dict[str, Any]:
-        with (
-            images_service.discard_on_failure(state.blobs, state.sessions) as blobs,
-            state.sessions.begin() as db,
-        ):
-            up = _store(db, blobs, state.settings, user, data, fields, upload_file.filename or "")
-            out = image_out(up.image, base_url(request, state.settings))
-        images_service.ensure_stored(state.blobs, up)
+        name = upload_file.filename or ""
+        store = partial(_store, request, state.settings, user, data, fields, name)
+        up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if not up.created:
             response.status_code = 200
             return _duplicate_body(out)
@@ -181,8 +180,6 @@ async def _upload_batch(
         raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
     if len(records) > MAX_BATCH:
         raise InvalidInput(f"At most {MAX_BATCH} records per request.", code="too_many_records")
-    from starlette.concurrency import run_in_threadpool
-
     results = [await run_in_threadpool(_one_record, request, state, user, r) for r in records]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
@@ -203,13 +200,9 @@ def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[s
         if not isinstance(record, dict):
             raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
         data = record_bytes(record, settings)
-        with (
-            images_service.discard_on_failure(state.blobs, state.sessions) as blobs,
-            state.sessions.begin() as db,
-        ):
-            up = _store(db, blobs, settings, user, data, record, str(record.get("file_name", "")))
-            out = image_out(up.image, base_url(request, settings))
-        images_service.ensure_stored(state.blobs, up)
+        name = str(record.get("file_name", ""))
+        store = partial(_store, request, settings, user, data, record, name)
+        up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if up.created:
             return {**echo, **out, "_status": {"code": 201, "text": "Created"}}
         return {**echo, **_duplicate_body(out), "_status": {"code": 200, "text": out["id"]}}
