@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
@@ -23,6 +24,23 @@ from vize.services import labels as labels_service
 from vize.services.orphans import sweep_orphans
 from vize.storage import LocalBlobStore
 from vize.storage.blobs import TMP_PREFIX, TRASH_MARK
+
+
+class AfterWrites:
+    """The real store; after its ``n``-th write it runs ``action`` once (another request
+    acting at that very moment)."""
+
+    def __init__(self, blobs: LocalBlobStore, n: int, action: Callable[[], None]) -> None:
+        self._blobs, self._left, self._action = blobs, n, action
+
+    def put(self, key: str, data: bytes) -> None:
+        self._blobs.put(key, data)
+        self._left -= 1
+        if self._left == 0:
+            self._action()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blobs, name)
 
 
 def keys(blobs: LocalBlobStore) -> list[str]:
@@ -126,14 +144,15 @@ def test_the_dedupe_race_loser_leaves_the_winners_files(
     loser's "already there?" check and its file writes, just before the loser's insert."""
     data = png_bytes(13)
     winners: list[Image] = []
+
+    def winner_commits_first() -> None:
+        winners.append(commit_upload(sessions, blobs, settings, carol, data))
+
+    # Hooked on the loser's last file write, just before its insert. (Not at its flush: on
+    # SQLite the insert holds the write lock from there, so no other commit can come between.)
     with sessions.begin() as db:
-
-        @event.listens_for(db, "before_flush")
-        def winner_commits_first(*_: object) -> None:
-            if not winners:
-                winners.append(commit_upload(sessions, blobs, settings, carol, data))
-
-        loser = images_service.upload_image(db, blobs, settings, carol, data)
+        store = AfterWrites(blobs, 2, winner_commits_first)
+        loser = images_service.upload_image(db, store, settings, carol, data)
     [winner] = winners
     assert not loser.created and loser.image.id == winner.id
     assert sorted(loser.files) == sorted([winner.blob_key, winner.thumb_key])  # to check too

@@ -55,3 +55,18 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def savepoint(db: Session) -> Iterator[None]:
+    """``db.begin_nested()`` that also nests on SQLite. pysqlite opens a transaction only at
+    the first INSERT/UPDATE/DELETE, so a SAVEPOINT before any write becomes the outermost
+    transaction and its RELEASE commits at once: the rows would outlive a later rollback of
+    the request. So a transaction is opened first, IMMEDIATE because a write follows (it
+    waits for the write lock under the busy timeout instead of failing to upgrade a read)."""
+    if db.get_bind().dialect.name == "sqlite":
+        conn = db.connection()
+        if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    with db.begin_nested():
+        yield

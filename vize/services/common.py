@@ -10,6 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vize.db.engine import savepoint
 from vize.db.tables import Base
 from vize.errors import InvalidInput, NotFound
 
@@ -97,7 +98,7 @@ def append_link(db: Session, owner: Base, collection: str, item: Base) -> None:
     if item in items:
         return
     try:
-        with db.begin_nested():
+        with savepoint(db):
             items.append(item)
             db.flush()
     except IntegrityError:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vize.config import Settings
+from vize.db.engine import savepoint
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
 from vize.errors import InvalidInput, VizeError
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
@@ -175,7 +176,7 @@ def upload_image(
 
 def _insert(db: Session, image: Image, files: dict[str, bytes]) -> Upload:
     try:
-        with db.begin_nested():
+        with savepoint(db):
             db.add(image)
             db.flush()
     except IntegrityError:

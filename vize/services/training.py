@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vize.db.engine import savepoint
 from vize.db.tables import Embedding, Image, ImageLabel, Job, Label, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
 from vize.jobs import store
@@ -86,7 +87,7 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
     latest = db.scalar(select(func.max(Model.version)).where(Model.task_id == task.id)) or 0
     model = Model(task_id=task.id, version=latest + 1, train_status="queued")
     try:
-        with db.begin_nested():
+        with savepoint(db):
             db.add(model)
             db.flush()
     except IntegrityError:

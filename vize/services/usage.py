@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vize.db.engine import savepoint
 from vize.db.tables import Usage
 
 
@@ -28,7 +29,7 @@ def record_classifications(db: Session, user_id: str, n: int) -> None:
     if res.rowcount:  # type: ignore[attr-defined]
         return
     try:
-        with db.begin_nested():
+        with savepoint(db):
             db.add(Usage(user_id=user_id, day=day, classifications=n))
     except IntegrityError:
         db.execute(
