@@ -354,8 +354,7 @@ def test_an_upload_puts_back_files_removed_before_its_commit(
     data = png_bytes(17)
     removed: list[str] = []
     with sessions.begin() as db:
-        # At the insert's flush (SQLite makes the row visible when its savepoint is released,
-        # before the commit): the files are written, the row is not there yet.
+        # At the insert's flush: the files are written, the row is not there yet.
         @event.listens_for(db, "before_flush")
         def remove_meanwhile(session: Session, *_: object) -> None:
             for image in [o for o in session.new if isinstance(o, Image)]:
