@@ -7,8 +7,11 @@ and redirects, so that redirects into the inside are exercised too."""
 
 from __future__ import annotations
 
+import base64
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -146,3 +149,35 @@ def test_a_trickling_url_is_cut_off_at_the_timeout(
     assert (status["code"], status["error"]) == (400, "url_unreachable"), status
     assert "longer than 1 s" in status["text"] and took < 2.5, (status, took)
     assert len(png) * 0.1 > 5  # the whole body would have taken this long
+
+
+def test_slow_urls_do_not_hold_the_inference_pool(trained: Any, settings: Settings) -> None:
+    """As many `_url` requests as the inference pool has threads, all waiting on a remote
+    server that does not answer yet: a `_base64` request is still classified meanwhile (the
+    fetches happen before the request enters the pool)."""
+    client, alice, task_id = trained
+    h = alice["headers"]
+    release, png = threading.Event(), png_bytes(9)
+
+    def held(path: str) -> tuple[int, dict[str, str], bytes]:
+        release.wait(20)
+        return 200, {"Content-Type": "image/png"}, png
+
+    n = settings.inference_threads
+    with http_server(held, ALLOWED) as slow, ThreadPoolExecutor(n) as pool:
+        url_body = {"task_id": task_id, "records": [{"_url": slow.url + "/img.png"}]}
+        waiting = [pool.submit(client.post, "/v2/classify", headers=h, json=url_body)
+                   for _ in range(n)]  # fmt: skip
+        deadline = time.monotonic() + 30
+        while len(slow.seen) < n:  # every one of them is at the remote server now
+            assert time.monotonic() < deadline, slow.seen
+            time.sleep(0.01)
+        b64 = base64.b64encode(png_bytes(10)).decode()
+        r = client.post("/v2/classify", headers=h,
+                        json={"task_id": task_id, "records": [{"_base64": b64}]})  # fmt: skip
+        assert r.status_code == 200 and r.json()["records"][0]["_status"]["code"] == 200
+        assert not any(f.done() for f in waiting)  # answered while they still wait
+        release.set()
+        for future in waiting:
+            rec = future.result(60).json()["records"][0]
+            assert rec["_status"]["code"] == 200, rec

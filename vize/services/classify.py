@@ -68,11 +68,10 @@ def check_records(records: Any) -> list[Any]:
     return records
 
 
-def prepare_records(
-    recognizer: Recognizer, settings: Settings, records: list[Any]
-) -> list[Prepared | VizeError]:
-    """Fetch and decode each record; a bad one becomes its own error, not the batch's."""
-    out: list[Prepared | VizeError] = []
+def record_data(settings: Settings, records: list[Any]) -> list[bytes | VizeError]:
+    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard); a bad
+    record becomes its own error, not the batch's."""
+    out: list[bytes | VizeError] = []
     for record in records:
         try:
             if not isinstance(record, dict):
@@ -80,9 +79,23 @@ def prepare_records(
             data = record_bytes(record, settings)
             if len(data) > settings.max_upload_bytes:
                 raise PayloadTooLarge("Image is larger than the limit.")
-            out.append(recognizer.prepare(data))
+            out.append(data)
         except VizeError as exc:
             out.append(exc)
+    return out
+
+
+def decode_records(
+    recognizer: Recognizer, items: list[bytes | VizeError]
+) -> list[Prepared | VizeError]:
+    """Decode the records' bytes into model inputs; an undecodable one becomes its error."""
+    out: list[Prepared | VizeError] = []
+    for item in items:
+        if isinstance(item, VizeError):
+            out.append(item)
+            continue
+        try:
+            out.append(recognizer.prepare(item))
         except ImageTooLarge as exc:
             out.append(PayloadTooLarge(f"Cannot read the image: {exc}", code="too_many_pixels"))
         except (ImageDecodeError, OSError, ValueError) as exc:

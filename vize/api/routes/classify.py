@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from vize.api.deps import AppState, FieldsAfterAuth, HasCredentials, State, authenticate
@@ -64,31 +65,44 @@ class Ask:
 Parse = Callable[[AppState, dict[str, Any]], Ask]
 
 
-def _classify(
+@dataclass
+class Admitted:
+    user_id: str
+    ask: Ask
+    dep: svc.Deployed
+    data: list[bytes | VizeError]  # per record: its bytes, or why there are none
+
+
+def _admit(
     state: AppState, request: Request, fields: dict[str, Any] | VizeError, parse: Parse
-) -> dict[str, Any]:
-    """The whole classification in one thread of the inference pool: authentication, the
-    body, the model, decoding, inference and the usage count. One hop instead of five (the
-    sync dependencies each took their own), and decoding shares the pool's bound on cores."""
-    recognizer: Recognizer = state.services["recognizer"]
+) -> Admitted:
+    """Everything before decoding: authentication (first: a bad token is a 401 whatever
+    else), the body, limits, the model, and each record's bytes (``_url`` ones fetched)."""
     with state.sessions() as db:
-        user = authenticate(request, state, db)  # first: a bad token is a 401, whatever else
+        user = authenticate(request, state, db)
         if isinstance(fields, VizeError):
             raise fields
         ask = parse(state, fields)
         limiter = state.services.get("limiter")
         if limiter is not None:
             limiter.check(user.id, len(ask.records))
+        recognizer = state.services["recognizer"]
         dep = svc.resolve(db, recognizer, state.blobs, user, ask.task_id, ask.version)
-        # End the read before inference: no snapshot or connection is held while it runs.
-        db.commit()
-        prepared = svc.prepare_records(recognizer, state.settings, ask.records)
-        good = [p for p in prepared if isinstance(p, Prepared)]
-        probs = desc = None
-        if good:
-            probs, desc = recognizer.predict(dep.head, good)
-            usage_service.record_classifications(db, user.id, len(good))
-            db.commit()
+    return Admitted(user.id, ask, dep, svc.record_data(state.settings, ask.records))
+
+
+def _infer(state: AppState, job: Admitted) -> dict[str, Any]:
+    """Decoding, inference and the usage count in one task of the bounded inference pool, so
+    decoding is bounded by the cores like inference."""
+    recognizer: Recognizer = state.services["recognizer"]
+    prepared = svc.decode_records(recognizer, job.data)
+    good = [p for p in prepared if isinstance(p, Prepared)]
+    probs = desc = None
+    if good:
+        probs, desc = recognizer.predict(job.dep.head, good)
+        with state.sessions.begin() as db:
+            usage_service.record_classifications(db, job.user_id, len(good))
+    ask, dep = job.ask, job.dep
     results, ok = svc.build_records(dep, ask.records, prepared, probs, desc, ask.descriptor)  # type: ignore[arg-type]
     failed = len(ask.records) - ok
     return {
@@ -102,9 +116,11 @@ def _classify(
 async def classify_batch(
     state: AppState, request: Request, fields: dict[str, Any] | VizeError, parse: Parse
 ) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
+    # Admission (which fetches ``_url`` records from remote servers) runs in the general pool,
+    # so slow URLs never hold the inference threads; decoding and inference go there after.
+    job = await run_in_threadpool(_admit, state, request, fields, parse)
     pool = state.services["recognizer"].pool
-    return await loop.run_in_executor(pool, _classify, state, request, fields, parse)
+    return await asyncio.get_running_loop().run_in_executor(pool, _infer, state, job)
 
 
 def _v2_request(state: AppState, fields: dict[str, Any]) -> Ask:
