@@ -200,12 +200,16 @@ PagingDep = Annotated[Paging, Depends(get_paging)]
 
 async def read_fields(request: Request) -> AsyncIterator[dict[str, Any]]:
     """Body as a dict, from JSON, urlencoded or multipart: the Vize docs use all three."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in FORM_TYPES:
+    if _is_form(request):
         async with request.form() as form:  # closes spooled upload files afterwards
             yield _form_fields(form)
         return
     yield _parse_json(await request.body())
+
+
+def _is_form(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype in FORM_TYPES
 
 
 def _form_fields(form: FormData) -> dict[str, Any]:
@@ -272,8 +276,7 @@ async def read_fields_after_auth(request: Request) -> AsyncIterator[dict[str, An
     """``read_fields`` for routes that authenticate later, in their own worker thread: a JSON
     body that does not parse is handed over as the error, to be raised after the credential
     check (a bad token must answer 401 whatever the body)."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in FORM_TYPES:
+    if _is_form(request):
         async with request.form() as form:
             yield _form_fields(form)
         return

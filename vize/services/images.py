@@ -21,7 +21,7 @@ from vize.db.engine import savepoint
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
 from vize.errors import InvalidInput, VizeError
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
-from vize.services.imaging import check_image, make_thumbnail
+from vize.services.imaging import CheckedImage, check_image, make_thumbnail
 from vize.storage import BlobStore
 
 MAX_META_CHARS = 64 * 1024
@@ -148,9 +148,7 @@ def upload_image(
     existing = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
     if existing is not None:
         return Upload(existing, created=False, files=_missing(blobs, settings, existing, data))
-    checked = check_image(
-        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
-    )
+    checked = _check(data, settings)
     meta_data = check_meta_data(meta_data or {})
     key, thumb_key = blob_keys(user.id, sha)
     files = {key: data, thumb_key: make_thumbnail(checked.image)}
@@ -205,11 +203,14 @@ def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) ->
         files[image.blob_key] = data
     if not blobs.exists(image.thumb_key):
         with suppress(VizeError):  # limits lowered since: the image itself matters more
-            checked = check_image(
-                data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
-            )
-            files[image.thumb_key] = make_thumbnail(checked.image)
+            files[image.thumb_key] = make_thumbnail(_check(data, settings).image)
     return files
+
+
+def _check(data: bytes, settings: Settings) -> CheckedImage:
+    return check_image(
+        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+    )
 
 
 def check_meta_data(value: dict[str, Any]) -> dict[str, Any]:

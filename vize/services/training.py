@@ -169,7 +169,9 @@ def ensure_embeddings(
         for future in futures:
             future.cancel()
     gone = [i for i in missing if any(i not in cache for cache in have.values())]
-    ids = [i for i in ids if i not in set(gone)]
+    if gone:
+        dropped = set(gone)
+        ids = [i for i in ids if i not in dropped]
     out = EmbeddingSet(ids, gone=gone)
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))

@@ -21,22 +21,18 @@ def record_classifications(db: Session, user_id: str, n: int) -> None:
         return
     day = today()
     # An atomic increment: concurrent requests must not lose counts.
-    res = db.execute(
+    increment = (
         update(Usage)
         .where(Usage.user_id == user_id, Usage.day == day)
         .values(classifications=Usage.classifications + n)
     )
-    if res.rowcount:  # type: ignore[attr-defined]
+    if db.execute(increment).rowcount:  # type: ignore[attr-defined]
         return
     try:
         with savepoint(db):
             db.add(Usage(user_id=user_id, day=day, classifications=n))
-    except IntegrityError:
-        db.execute(
-            update(Usage)
-            .where(Usage.user_id == user_id, Usage.day == day)
-            .values(classifications=Usage.classifications + n)
-        )
+    except IntegrityError:  # another request created today's row first
+        db.execute(increment)
 
 
 def summary(db: Session, user_id: str) -> dict[str, object]:
