@@ -15,8 +15,8 @@ from fastapi.responses import HTMLResponse
 from itsdangerous import URLSafeTimedSerializer
 
 from vize import __version__, web
-from vize.api.deps import AppState
-from vize.api.limits import install_body_limit
+from vize.api.deps import AppState, authenticate_scope
+from vize.api.limits import install_request_gate
 from vize.api.routes import account, classify, images, labels, models, tasks, training
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
@@ -89,7 +89,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    install_body_limit(app, settings)
+    install_request_gate(app, settings, authenticate_scope)
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)

@@ -109,3 +109,25 @@ def test_shutdown_cancels_what_waits_and_joins_the_workers() -> None:
     assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("test-stop"))
     with pytest.raises(RuntimeError):
         pool.submit(lambda: 1)
+
+
+def test_the_memory_budget_holds_decodes_back_until_there_is_room() -> None:
+    from vize.services.budget import MemoryBudget
+
+    budget = MemoryBudget(100)
+    entered = threading.Event()
+    with budget.reserve(70):
+
+        def second() -> None:
+            with budget.reserve(60):
+                entered.set()
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert not entered.wait(0.2)  # 70 + 60 > 100: waits
+        assert budget.used == 70
+    assert entered.wait(WAIT)
+    waiter.join(WAIT)
+    assert budget.used == 0
+    with budget.reserve(500):  # alone, larger than the budget: still runs
+        assert budget.used == 500

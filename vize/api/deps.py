@@ -14,8 +14,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.types import Scope
 
+from vize.api.limits import gate_request, user_id_from_gate
 from vize.config import Settings
 from vize.db.engine import session_scope
 from vize.db.tables import User
@@ -27,6 +30,7 @@ from vize.storage import BlobStore
 SESSION_COOKIE = "vize_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+INLINE_JSON_BYTES = 64 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NOT_AUTHENTICATED = (
     "Authentication required: send the header 'Authorization: Token <your API token>'."
@@ -127,9 +131,21 @@ def get_current_user(request: Request, state: State, db: DB) -> User:
     return user
 
 
+def authenticate_scope(scope: Scope) -> str:
+    """The request gate's check (headers only, body unread): the user id, or the refusal."""
+    state: AppState = scope["app"].state.vize
+    with state.sessions() as db:
+        return authenticate(gate_request(scope), state, db).id
+
+
 def authenticate(request: Request, state: AppState, db: Session) -> User:
     """The request's user, from its API token or its session cookie (+ CSRF for writes).
     Plain function as well as the dependency: a route may run it in its own worker thread."""
+    checked = user_id_from_gate(request.scope)
+    if checked is not None:  # the gate checked this request's credential already
+        user = db.get(User, checked)
+        if user is not None:
+            return user
     token = _token_from_header(request)
     if token is not None:
         check_credential_allowed(state, request)
@@ -204,7 +220,15 @@ async def read_fields(request: Request) -> AsyncIterator[dict[str, Any]]:
         async with request.form() as form:  # closes spooled upload files afterwards
             yield _form_fields(form)
         return
-    yield _parse_json(await request.body())
+    yield await parse_json_body(await request.body())
+
+
+async def parse_json_body(body: bytes) -> dict[str, Any]:
+    """Parse on the event loop only when small: a large body parses in a worker thread, so
+    one client's 20 MB batch does not stall every other request."""
+    if len(body) <= INLINE_JSON_BYTES:
+        return _parse_json(body)
+    return await run_in_threadpool(_parse_json, body)
 
 
 def _is_form(request: Request) -> bool:
@@ -282,7 +306,7 @@ async def read_fields_after_auth(request: Request) -> AsyncIterator[dict[str, An
         return
     body = await request.body()
     try:
-        parsed: dict[str, Any] | VizeError = _parse_json(body)
+        parsed: dict[str, Any] | VizeError = await parse_json_body(body)
     except VizeError as exc:
         parsed = exc
     yield parsed
