@@ -13,7 +13,7 @@ from vize.config import Settings
 from vize.db.tables import Label, Model, Task, User
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.ml.predictor import Head
-from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
+from vize.ml.preprocess import ImageDecodeError, ImageTooLarge, UnsupportedFormat
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
 from vize.services.fetch import record_bytes
@@ -21,6 +21,11 @@ from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
 
 MAX_RECORDS = 10
+# A record of another format is refused like an upload of it (same allow-list, same code),
+# with the 400 classify records have always answered for images they cannot read.
+UNSUPPORTED = InvalidInput(
+    "The file is not a recognised image; send JPEG, PNG or WebP.", code="unsupported_image_type"
+)
 
 
 @dataclass
@@ -98,6 +103,8 @@ def decode_records(
             out.append(recognizer.prepare(item))
         except ImageTooLarge as exc:
             out.append(PayloadTooLarge(f"Cannot read the image: {exc}", code="too_many_pixels"))
+        except UnsupportedFormat:
+            out.append(UNSUPPORTED)
         except (ImageDecodeError, OSError, ValueError) as exc:
             out.append(InvalidInput(f"Cannot read the image: {exc}", code="invalid_image"))
     return out

@@ -7,8 +7,10 @@ them. Here each submitted task carries a key (the user) and a priority:
 * Interactive work (classification) always goes before background work (embedding after
   uploads, training chunks), so a burst of uploads or a retrain cannot starve serving.
 * Within a priority, users are served round-robin, one task each in turn.
-* One user holds at most ``per_key`` workers at once, so with two workers a second user always
-  finds one free (or about to be) however much the first one has queued.
+* One user holds at most ``per_key`` interactive workers at once, so with two workers a second
+  user always finds one free (or about to be) however much the first one has queued.
+  Background work takes every idle worker (a training uses all cores) but a queued
+  interactive task goes first as soon as a worker frees up.
 
 The pool is an ``Executor``: ``loop.run_in_executor(pool, fn)`` works and counts as anonymous
 interactive work (the shared key ``None``)."""
@@ -110,8 +112,8 @@ class FairPool(Executor):
         for priority in Priority:
             queue = self._queues[priority]
             for key in list(queue):
-                if self._running[key] >= self.per_key:
-                    continue
+                if priority is Priority.INTERACTIVE and self._running[key] >= self.per_key:
+                    continue  # background work yields to serving anyway: no share needed
                 tasks = queue[key]
                 task = tasks.popleft()
                 if tasks:

@@ -209,7 +209,10 @@ def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) ->
 
 def _check(data: bytes, settings: Settings) -> CheckedImage:
     return check_image(
-        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        data,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,8 @@ from vize.ml.backbones import get_backbone_config
 from vize.ml.embedder import Embedder
 from vize.ml.predictor import Head, predict_proba
 from vize.ml.preprocess import decode_image, hflip, preprocess
+from vize.services.budget import MemoryBudget
+from vize.services.fairpool import FairPool
 from vize.storage import BlobStore
 
 HEAD_CACHE_SIZE = 2000
@@ -46,8 +47,11 @@ class Recognizer:
         self.embedder = Embedder(settings.data_dir / "onnx", intra_op_threads=1, max_batch=4)
         # Parallelism comes from this pool (one ONNX thread per task in it), never from
         # threads inside a session, so pool size = cores in use, with no oversubscription.
+        # Shared fairly between users (one cannot hold every worker), serving before
+        # background embedding; decoding reserves its memory from one budget.
         workers = pool_size or settings.inference_threads
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vize-infer")
+        self.pool = FairPool(max(1, workers), name="vize-infer")
+        self.budget = MemoryBudget(settings.max_decode_bytes)
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
 
@@ -64,7 +68,13 @@ class Recognizer:
         """Decode once (at the largest input size), then resize per backbone."""
         configs = [get_backbone_config(name) for name in self.backbones]
         largest = max(c.input_size for c in configs)
-        img: Image.Image = decode_image(data, largest, self.settings.max_image_pixels)
+        img: Image.Image = decode_image(
+            data,
+            largest,
+            self.settings.max_image_pixels,
+            max_bytes=self.settings.max_decode_bytes,
+            budget=self.budget,
+        )
         return Prepared({c.name: preprocess(img, c) for c in configs})
 
     # -- embeddings ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from vize.errors import Conflict, InvalidInput, NotFound
 from vize.jobs import store
 from vize.ml.predictor import HeadKind
 from vize.ml.trainer import TrainParams, evaluate, train_head
+from vize.services.fairpool import Priority
 from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
@@ -152,7 +153,15 @@ def ensure_embeddings(
     # Chunks run in the recognizer's bounded pool: every core works on a training, and a
     # classification request waits for at most one chunk, not for the whole training.
     futures = [
-        recognizer.pool.submit(_embed_chunk, blobs, recognizer, [(i, keys[i]) for i in c], views)
+        recognizer.pool.submit_for(
+            "training",
+            Priority.BACKGROUND,
+            _embed_chunk,
+            blobs,
+            recognizer,
+            [(i, keys[i]) for i in c],
+            views,
+        )
         for c in chunks
     ]
     done = 0

@@ -16,6 +16,7 @@ from vize.api.routing import SlashRouter
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.services import classify as svc
 from vize.services import usage as usage_service
+from vize.services.fairpool import FairPool, Priority
 from vize.services.recognition import Prepared, Recognizer
 
 router = SlashRouter(tags=["classification"])
@@ -119,8 +120,10 @@ async def classify_batch(
     # Admission (which fetches ``_url`` records from remote servers) runs in the general pool,
     # so slow URLs never hold the inference threads; decoding and inference go there after.
     job = await run_in_threadpool(_admit, state, request, fields, parse)
-    pool = state.services["recognizer"].pool
-    return await asyncio.get_running_loop().run_in_executor(pool, _infer, state, job)
+    pool: FairPool = state.services["recognizer"].pool
+    # Keyed by user: one client's flood of costly images cannot hold every worker.
+    future = pool.submit_for(job.user_id, Priority.INTERACTIVE, _infer, state, job)
+    return await asyncio.wrap_future(future)
 
 
 def _v2_request(state: AppState, fields: dict[str, Any]) -> Ask:
