@@ -166,7 +166,7 @@ async def upload(
         if not up.created:
             response.status_code = 200
             return _duplicate_body(out)
-        state.services["after_upload"](user.id)
+        state.services.after_upload(user.id)
         return out
 
     return await run_in_threadpool(work)
@@ -183,7 +183,7 @@ async def _upload_batch(
     results = [await run_in_threadpool(_one_record, request, state, user, r) for r in records]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
-        state.services["after_upload"](user.id)
+        state.services.after_upload(user.id)
     failed = sum(1 for r in results if r["_status"]["code"] >= 400)
     response.status_code = 200
     return {
