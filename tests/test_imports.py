@@ -49,7 +49,7 @@ def _cycle(graph: dict[str, set[str]], nodes: set[str]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node] & nodes):
             if state.get(nxt) == 1:
-                return path[path.index(nxt) :] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         path.pop()
