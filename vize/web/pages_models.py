@@ -63,7 +63,7 @@ def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -
         version = int(form.get("version", ""))
     except ValueError:
         raise InvalidInput("Choose a version to deploy.", code="invalid_version") from None
-    tasks_service.update_task(db, user, task, {"production_version": version})
+    tasks_service.update_task(db, task, {"production_version": version})
     message = f"Version {version} is now deployed: the API answers with it."
     return redirect(request, f"/tasks/{task.id}/training?version={version}", message)
 
