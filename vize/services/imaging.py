@@ -7,9 +7,10 @@ import binascii
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from vize.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
+from vize.ml.preprocess import prepare_image
 
 # Pillow names multi-picture JPEGs (most phone cameras) "MPO": they are JPEG files.
 ALLOWED_FORMATS = {
@@ -58,7 +59,7 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
         img = _open_allowed(data, max_pixels)
         fmt = img.format or ""
         img.load()
-        img = _normalise(img)
+        img = prepare_image(img)  # upright RGB, alpha on white: as classification sees it
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels(max_pixels) from exc
     except UnidentifiedImageError as exc:
@@ -85,18 +86,6 @@ def _open_allowed(data: bytes, max_pixels: int) -> Image.Image:
     if img.width * img.height > max_pixels:
         raise _too_many_pixels(max_pixels)
     return img
-
-
-def _normalise(img: Image.Image) -> Image.Image:
-    """Upright (EXIF orientation applied) RGB, whatever the mode of the file."""
-    img = ImageOps.exif_transpose(img) or img
-    if img.mode == "RGB":
-        return img
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")  # Pillow warns when a palette with alpha goes to RGB directly
-    if "A" in img.getbands():
-        img = img.convert("RGBA")
-    return img.convert("RGB")
 
 
 def _looks_like_allowed(data: bytes) -> bool:
