@@ -6,8 +6,8 @@ import hmac
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Annotated, Any
 
@@ -23,8 +23,12 @@ from vize.config import Settings
 from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
+from vize.jobs.runners import JobRunner
 from vize.services import users as users_service
-from vize.services.limits import check_auth_failures, record_auth_failure
+from vize.services.classify import Classifier
+from vize.services.context import JobContext
+from vize.services.limits import Counter, Limiter, check_auth_failures, record_auth_failure
+from vize.services.recognition import Recognizer
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
@@ -37,15 +41,29 @@ NOT_AUTHENTICATED = (
 )
 
 
+@dataclass(frozen=True)
+class Services:
+    """The long-lived objects the lifespan builds on top of the state, for the routes."""
+
+    counter: Counter  # rate-limit windows (Redis with a broker, else in process)
+    limiter: Limiter
+    recognizer: Recognizer
+    classifier: Classifier
+    runner: JobRunner
+    jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
+    after_upload: Callable[[str], None]  # called with the owner's id after new images
+
+
 @dataclass
 class AppState:
-    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``."""
+    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``.
+    ``services`` is set last, after the app's extensions had their say on the rest."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     blobs: BlobStore
     signer: URLSafeTimedSerializer
-    services: dict[str, Any]
+    services: Services = field(init=False)
 
 
 def get_state(request: Request) -> AppState:
@@ -54,6 +72,27 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+# Async on purpose, like the two below: a sync dependency costs a worker-thread hop.
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.vize.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_classifier(services: ServicesDep) -> Classifier:
+    return services.classifier
+
+
+async def get_runner(services: ServicesDep) -> JobRunner:
+    return services.runner
+
+
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
 def get_settings(state: State) -> Settings:
@@ -113,11 +152,11 @@ def client_ip(request: Request) -> str:
 def check_credential_allowed(state: AppState, request: Request) -> None:
     """Before checking a token or password: 429 for an address that guessed too often."""
     limit = state.settings.auth_failures_per_minute
-    check_auth_failures(state.services["counter"], client_ip(request), limit)
+    check_auth_failures(state.services.counter, client_ip(request), limit)
 
 
 def note_credential_failure(state: AppState, request: Request) -> None:
-    record_auth_failure(state.services["counter"], client_ip(request))
+    record_auth_failure(state.services.counter, client_ip(request))
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:

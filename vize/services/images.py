@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, exists, or_, select
@@ -81,9 +80,6 @@ class _Tracked:
 
     def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool:
         return self.blobs.delete_unless(key, in_use)
-
-    def path(self, key: str) -> Path | None:
-        return self.blobs.path(key)
 
     def scan(self) -> Iterator[tuple[str, float]]:
         return self.blobs.scan()
