@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.api.helpers import assert_error
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient, app_client
 from vize.api.limits import BodySizeLimit, install_body_limit, max_body_bytes
 from vize.app import create_app
