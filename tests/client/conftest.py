@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tqdm import tqdm
 
 import vize.client.cli as client_cli
 from tests.client.transport import InProcessTransport
@@ -66,6 +67,9 @@ def cli(
 ) -> Callable[..., Run]:
     """Run ``vize ARGS...`` in-process as alice; returns exit code, stdout, stderr."""
     monkeypatch.setattr(client_cli, "TRANSPORT", transport)
+    # A disabled tqdm bar (no TTY here) still starts tqdm's monitor thread and never stops it;
+    # in a real `vize` process it ends with the process, in-process it would outlive the suite.
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
     monkeypatch.setenv("VIZE_URL", BASE_URL)
     monkeypatch.setenv("VIZE_TOKEN", alice["token"])
     monkeypatch.setenv("VIZE_CONFIG", str(tmp_path / "config" / "vize.json"))
