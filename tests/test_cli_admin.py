@@ -47,7 +47,7 @@ def test_migrate_and_create_user(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     assert token.isalnum() and len(token) >= 32  # the token alone on the last line
-    settings = Settings(data_dir=data, default_user="", embedded_worker=False)
+    settings = Settings(data_dir=data, default_user="", embedded_worker=False, warm_up=False)
     with app_client(create_app(settings)) as client:
         r = client.get("/v2/account/", headers={"Authorization": f"Token {token}"})
         assert r.status_code == 200, r.text

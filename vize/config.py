@@ -14,11 +14,18 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIZE_", extra="ignore")
 
-    data_dir: Path = Field(Path("./data"), description="Where SQLite, images and models live.")
+    data_dir: Path = Field(
+        Path("./data"),
+        description="SQLite, the generated secret key, the outbox; by default blobs and ONNX too.",
+    )
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir.")
     broker_url: str = Field("", description="Redis URL; set it to run jobs on Celery workers.")
     storage_dir: Path | None = Field(
         None, description="Blob store folder (images, models); default data_dir/blobs."
+    )
+    onnx_dir: Path | None = Field(
+        None,
+        description="Where backbones converted to ONNX are cached; default data_dir/onnx.",
     )
     host: str = Field("127.0.0.1", description="Address `vize serve` binds to.")
     port: int = Field(8000, description="Port `vize serve` listens on.")
@@ -83,6 +90,11 @@ class Settings(BaseSettings):
     @cached_property
     def blob_dir(self) -> Path:
         return (self.storage_dir or self.data_dir / "blobs").resolve()
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        # A property, not cached: a model_copy() with another data_dir must not keep the old one.
+        return (self.onnx_dir or self.data_dir / "onnx").resolve()
 
     @property
     def backbone_list(self) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 
 ENVELOPE_KEYS = {"detail", "code"}

@@ -15,7 +15,6 @@ from PIL import Image
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tests.api.conftest import token_user
 from tests.api.helpers import (
     assert_error,
     create_label,
@@ -24,7 +23,7 @@ from tests.api.helpers import (
     upload,
     upload_ok,
 )
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes, token_user
 from tests.inprocess import AppClient, app_client
 from vize.api.deps import AppState
 from vize.app import create_app

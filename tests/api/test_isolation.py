@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_error, create_label, create_task, upload, upload_ok
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 
 

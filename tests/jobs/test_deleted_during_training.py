@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tests.helpers import task_with_images
 from tests.inprocess import app_client
 from tests.jobs.test_restart import _ctx_of
-from tests.recognition.test_train_classify import _task_with_images
 from vize.app import create_app
 from vize.config import Settings
 from vize.jobs.executor import execute
@@ -36,7 +36,7 @@ class DeletesOnFirstRead:
 def _train_while_deleting(settings: Settings, h: dict, n_deleted: int) -> tuple[dict, dict]:
     idle = settings.model_copy(update={"embedded_worker": False})
     with app_client(create_app(idle)) as client:
-        t = _task_with_images(client, h, n=7)
+        t = task_with_images(client, h, n=7)
         task_id, cat = t["task"]["id"], t["labels"]["cat"]
         cats = client.get(f"/v2/training-image/?label={cat}", headers=h).json()["results"]
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from vize.config import Settings
 from vize.db.tables import Image, Model, TaskLabel, User
 from vize.services import images as images_service

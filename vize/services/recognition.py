@@ -48,7 +48,7 @@ class Recognizer:
         self.backbones = check_backbones(settings.backbone_list)  # the ones trainings use
         # Small ONNX batches: per image, batch 16 ran ~30% slower than batch 1-4 here (its
         # activations no longer fit the CPU caches); see BENCHMARKS.md.
-        self.embedder = Embedder(settings.data_dir / "onnx", intra_op_threads=1, max_batch=4)
+        self.embedder = Embedder(settings.onnx_cache_dir, intra_op_threads=1, max_batch=4)
         # Parallelism comes from this pool (one ONNX thread per task in it), never from
         # threads inside a session, so pool size = cores in use, with no oversubscription.
         # Shared fairly between users (one cannot hold every worker), serving before
