@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.api.helpers import assert_error, upload
 from tests.api.test_limits import Body, raw_post
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 from vize.config import Settings
 

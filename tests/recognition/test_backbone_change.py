@@ -7,9 +7,9 @@ import base64
 
 import pytest
 
-from tests.conftest import dataset_dir
+from tests.helpers import image as dataset_image
+from tests.helpers import task_with_images, wait_training
 from tests.inprocess import app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.cli import main
 from vize.config import Settings
@@ -21,13 +21,13 @@ def test_a_lite0_model_classifies_after_a_restart_with_lite2(
 ) -> None:
     h = alice["headers"]
     with app_client(create_app(settings)) as client:
-        t = _task_with_images(client, h)
+        t = task_with_images(client, h)
         task_id = t["task"]["id"]
         assert client.post(f"/v2/task/{task_id}/train/", headers=h).status_code == 202
         assert wait_training(client, h, task_id)["state"] == "succeeded"
     # The lite2 backbone itself is never loaded here: no warm-up, no training.
     lite2 = settings.model_copy(update={"backbone": "efficientnet_lite2", "warm_up": False})
-    image = sorted((dataset_dir() / "ship").glob("*.png"))[0].read_bytes()  # a trained one
+    image = dataset_image("ship", 0).read_bytes()  # a trained one
     with app_client(create_app(lite2)) as client:
         r = client.post(
             "/v2/classify/",
