@@ -253,7 +253,7 @@ def list_images(
     stmt = (
         select(Image)
         .where(Image.owner_id == user.id)
-        .options(selectinload(Image.labels))
+        .options(selectinload(Image.labels), selectinload(Image.label_links))
         .order_by(Image.created.desc(), Image.id)
     )
     if task_id is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from vize.db.tables import Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
@@ -19,6 +19,7 @@ def list_models(
         select(Model)
         .join(Task, Task.id == Model.task_id)
         .where(Task.owner_id == user.id)
+        .options(selectinload(Model.task))
         .order_by(Model.created.desc(), Model.version.desc())
     )
     if task is not None:
