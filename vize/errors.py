@@ -103,11 +103,18 @@ def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
 ENVELOPE_PATHS = frozenset({"/v2/classify", "/recognition/v2/classify", "/v1/classify"})
 
 
+def with_envelope(path: str, body: dict[str, Any], status: int) -> dict[str, Any]:
+    """``body`` plus Ximilar's envelope when ``path`` is a classify route. Also for replies
+    made outside the exception handlers (the body-limit middleware's 413)."""
+    if path.rstrip("/") in ENVELOPE_PATHS:
+        return {**body, "status": {"code": status, "text": body["detail"]}, "records": []}
+    return body
+
+
 def _reply(
     request: Request, body: dict[str, Any], status: int, headers: Any = None
 ) -> JSONResponse:
-    if request.url.path.rstrip("/") in ENVELOPE_PATHS:
-        body = {**body, "status": {"code": status, "text": body["detail"]}, "records": []}
+    body = with_envelope(request.url.path, body, status)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -12,7 +12,9 @@ import pytest
 from tests.api.helpers import assert_error
 from tests.compat.ximilar import ClientError, P, Ximilar, check_json_status
 from tests.conftest import dataset_dir, png_bytes
-from tests.inprocess import AppClient
+from tests.inprocess import AppClient, app_client
+from vize.api.limits import max_body_bytes
+from vize.app import create_app
 
 MISSING = "2b0e3f1c-5d5e-4d6e-9f00-000000000000"
 
@@ -104,3 +106,14 @@ def test_flow_upload_train_poll_classify(x: Ximilar) -> None:
             assert record["_status"]["code"] == 200 and record["best_label"]["name"]
     r = x.classify(task["id"], records[:1], 2)  # a version that does not exist
     failed_as_the_client_sees_it(r, 400, "invalid_version")
+
+
+def test_too_large_classify_body_carries_the_envelope(settings: Any, alice: dict) -> None:
+    settings.max_upload_bytes = 3000
+    with app_client(create_app(settings)) as small:
+        headers = {**Ximilar(small, alice["token"]).headers}
+        body = b" " * (max_body_bytes(settings) + 1)
+        r = small.post(f"{P}/classify/", headers=headers, content=body)
+        failed_as_the_client_sees_it(r, 413, "too_large")
+        # Elsewhere the plain shape (assert_error refuses extra keys off the classify routes).
+        assert_error(small.post(f"{P}/task/", headers=headers, content=body), 413, "too_large")

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vize.config import Settings
+from vize.errors import with_envelope
 
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries besides the image
 CLASSIFY_BATCH = 10  # the largest base64 batch an endpoint takes (/v2/classify)
@@ -42,7 +43,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _reject(send, self.max_bytes)
+            await _reject(send, self.max_bytes, scope["path"])
             return
         started = False
         received = 0
@@ -67,7 +68,7 @@ class BodySizeLimit:
             # Raised where no exception handler sees it (e.g. a body read in middleware).
             if started:
                 raise
-            await _reject(send, self.max_bytes)
+            await _reject(send, self.max_bytes, scope["path"])
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -78,9 +79,10 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _reject(send: Send, limit: int) -> None:
+async def _reject(send: Send, limit: int, path: str) -> None:
     exc = BodyTooLarge(limit)
-    body = json.dumps({"detail": exc.detail, "code": "too_large"}).encode()
+    reply = with_envelope(path, {"detail": exc.detail, "code": "too_large"}, 413)
+    body = json.dumps(reply).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
