@@ -14,7 +14,7 @@ from tests.api.conftest import token_user
 from tests.api.helpers import assert_error
 from tests.conftest import png_bytes
 from tests.inprocess import AppClient, app_client
-from vize.api.limits import BodySizeLimit, install_body_limit, max_body_bytes
+from vize.api.limits import RequestGate, max_body_bytes
 from vize.config import Settings
 
 UUID = "0a8c8186-aee8-47c8-9eaf-348103feb14d"
@@ -44,9 +44,8 @@ def alice(client: AppClient, settings: Settings) -> dict[str, Any]:
 
 @pytest.fixture
 def limited_app(app: FastAPI, settings: Settings) -> FastAPI:
-    """The app with the body-size limit, whether or not create_app installs it already."""
-    if not any(m.cls is BodySizeLimit for m in app.user_middleware):
-        install_body_limit(app, settings)
+    """The app with its request gate (body caps), which create_app installs."""
+    assert any(m.cls is RequestGate for m in app.user_middleware)
     return app
 
 

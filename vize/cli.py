@@ -14,6 +14,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from vize.config import Settings  # noqa: E402  (after the thread limits above)
+from vize.errors import ConfigError  # noqa: E402
 
 
 def _ensure_default_user(settings: Settings) -> tuple[str, str] | None:
@@ -95,7 +96,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from vize.db.engine import make_engine
     from vize.db.migrate import upgrade
-    from vize.jobs.celery_app import run_worker
+    from vize.jobs.worker import run_worker
 
     settings = Settings()
     if not settings.broker_url:
@@ -104,7 +105,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
-    run_worker(settings.broker_url, concurrency=args.concurrency, loglevel=args.loglevel)
+    run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
 
 
@@ -136,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # a setting to fix: its message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

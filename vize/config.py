@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     min_images_per_label: int = Field(20, description="Images each label needs to train.")
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest image accepted.")
     max_image_pixels: int = Field(40_000_000, description="Decompression-bomb guard.")
+    max_decode_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Memory one image may take to decode (413 beyond); also the budget of all "
+        "decodes running at once.",
+    )
+    max_batch_body_bytes: int = Field(
+        24 * 1024 * 1024,
+        description="Largest body of /v2/classify or a JSON training-image batch (413 beyond).",
+    )
+    max_json_body_bytes: int = Field(
+        8 * 1024 * 1024, description="Largest body of any other API write (413 beyond)."
+    )
     backbone: str = Field(
         "efficientnet_lite0",
         description="Embedding backbone(s) for new trainings, comma-separated to concatenate.",

@@ -10,6 +10,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
+class ConfigError(Exception):
+    """A setting the service cannot start with; the message says what to set instead."""
+
+
 class VizeError(Exception):
     """A failure the client caused or must know about; services raise it, the app renders it."""
 

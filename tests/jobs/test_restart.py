@@ -97,4 +97,4 @@ def test_duplicate_delivery_is_skipped(settings: Settings, alice: dict) -> None:
 
 
 async def _ctx_of(client: object) -> object:
-    return client._client._transport.app.state.vize.services["job_context"]  # type: ignore[attr-defined]
+    return client._client._transport.app.state.vize.services.jobs  # type: ignore[attr-defined]

@@ -62,7 +62,7 @@ def test_a_new_link_rolls_back_with_its_request(
         label = labels_service.create_label(db, carol, {"name": "cat"}, None)
     with pytest.raises(RequestFailed), sessions.begin() as db:
         tasks_service.add_label(
-            db, carol, tasks_service.get_task(db, carol, task.id),
+            db, tasks_service.get_task(db, carol, task.id),
             labels_service.get_label(db, carol, label.id),
         )  # fmt: skip
         raise RequestFailed

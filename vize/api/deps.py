@@ -6,44 +6,66 @@ import hmac
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.types import Scope
 
+from vize.api.limits import gate_request, user_id_from_gate
 from vize.api.signing import ImageLinks
 from vize.config import Settings
 from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
+from vize.jobs.runners import JobRunner
 from vize.services import users as users_service
-from vize.services.limits import check_auth_failures, record_auth_failure
+from vize.services.classify import Classifier
+from vize.services.context import JobContext
+from vize.services.limits import Counter, Limiter, check_auth_failures, record_auth_failure
+from vize.services.recognition import Recognizer
 from vize.services.workspaces import check_workspace
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+INLINE_JSON_BYTES = 64 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NOT_AUTHENTICATED = (
     "Authentication required: send the header 'Authorization: Token <your API token>'."
 )
 
 
+@dataclass(frozen=True)
+class Services:
+    """The long-lived objects the lifespan builds on top of the state, for the routes."""
+
+    counter: Counter  # rate-limit windows (Redis with a broker, else in process)
+    limiter: Limiter
+    recognizer: Recognizer
+    classifier: Classifier
+    runner: JobRunner
+    jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
+    after_upload: Callable[[str], None]  # called with the owner's id after new images
+
+
 @dataclass
 class AppState:
-    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``."""
+    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``.
+    ``services`` is set last, after the app's extensions had their say on the rest."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     blobs: BlobStore
     signer: URLSafeTimedSerializer
-    services: dict[str, Any]
+    services: Services = field(init=False)
 
 
 def get_state(request: Request) -> AppState:
@@ -52,6 +74,27 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+# Async on purpose, like the two below: a sync dependency costs a worker-thread hop.
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.vize.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_classifier(services: ServicesDep) -> Classifier:
+    return services.classifier
+
+
+async def get_runner(services: ServicesDep) -> JobRunner:
+    return services.runner
+
+
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
 def get_settings(state: State) -> Settings:
@@ -121,11 +164,11 @@ def client_ip(request: Request) -> str:
 def check_credential_allowed(state: AppState, request: Request) -> None:
     """Before checking a token or password: 429 for an address that guessed too often."""
     limit = state.settings.auth_failures_per_minute
-    check_auth_failures(state.services["counter"], client_ip(request), limit)
+    check_auth_failures(state.services.counter, client_ip(request), limit)
 
 
 def note_credential_failure(state: AppState, request: Request) -> None:
-    record_auth_failure(state.services["counter"], client_ip(request))
+    record_auth_failure(state.services.counter, client_ip(request))
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
@@ -139,6 +182,13 @@ def get_current_user(request: Request, state: State, db: DB) -> User:
     return user
 
 
+def authenticate_scope(scope: Scope) -> str:
+    """The request gate's check (headers only, body unread): the user id, or the refusal."""
+    state: AppState = scope["app"].state.vize
+    with state.sessions() as db:
+        return authenticate(gate_request(scope), state, db).id
+
+
 def authenticate(request: Request, state: AppState, db: Session) -> User:
     """The request's user, from its API token or its session cookie (+ CSRF for writes), who
     must own the workspace the request names, if any (404 otherwise, after the credential).
@@ -149,6 +199,11 @@ def authenticate(request: Request, state: AppState, db: Session) -> User:
 
 
 def _credential_user(request: Request, state: AppState, db: Session) -> User:
+    checked = user_id_from_gate(request.scope)
+    if checked is not None:  # the gate checked this request's credential already
+        user = db.get(User, checked)
+        if user is not None:
+            return user
     token = _token_from_header(request)
     if token is not None:
         check_credential_allowed(state, request)
@@ -251,7 +306,15 @@ async def read_fields(request: Request) -> AsyncIterator[dict[str, Any]]:
         async with request.form() as form:  # closes spooled upload files afterwards
             yield _form_fields(form)
         return
-    yield _parse_json(await request.body())
+    yield await parse_json_body(await request.body())
+
+
+async def parse_json_body(body: bytes) -> dict[str, Any]:
+    """Parse on the event loop only when small: a large body parses in a worker thread, so
+    one client's 20 MB batch does not stall every other request."""
+    if len(body) <= INLINE_JSON_BYTES:
+        return _parse_json(body)
+    return await run_in_threadpool(_parse_json, body)
 
 
 def _is_form(request: Request) -> bool:
@@ -329,7 +392,7 @@ async def read_fields_after_auth(request: Request) -> AsyncIterator[dict[str, An
         return
     body = await request.body()
     try:
-        parsed: dict[str, Any] | VizeError = _parse_json(body)
+        parsed: dict[str, Any] | VizeError = await parse_json_body(body)
     except VizeError as exc:
         parsed = exc
     yield parsed

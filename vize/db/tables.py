@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from vize.db.states import JobState, TrainStatus
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
@@ -166,7 +168,7 @@ class Model(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    train_status: Mapped[str] = mapped_column(String(20), default="queued")
+    train_status: Mapped[str] = mapped_column(String(20), default=TrainStatus.QUEUED)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifact_key: Mapped[str] = mapped_column(String(255), default="")
@@ -184,11 +186,10 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_state_kind", "state", "kind"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(20), default="queued")
+    state: Mapped[str] = mapped_column(String(20), default=JobState.QUEUED)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     model_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

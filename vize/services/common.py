@@ -40,13 +40,17 @@ def parse_uuid(value: object, what: str) -> str:
         raise InvalidInput(f"{what} must be a UUID, got {value!r}.", code="invalid_id") from exc
 
 
-def get_owned(db: Session, table: type[B], obj_id: object, owner_id: str, what: str) -> B:
-    """Fetch by id, answering 404 alike for a missing row and another user's row."""
+def id_or_404(value: object, what: str) -> str:
+    """The id in canonical form; one that is no UUID names no object: 404, like a missing one."""
     try:
-        key = str(uuid.UUID(str(obj_id)))
+        return str(uuid.UUID(str(value)))
     except ValueError:
         raise NotFound(f"{what} not found.") from None
-    obj = db.get(table, key)
+
+
+def get_owned(db: Session, table: type[B], obj_id: object, owner_id: str, what: str) -> B:
+    """Fetch by id, answering 404 alike for a missing row and another user's row."""
+    obj = db.get(table, id_or_404(obj_id, what))
     if obj is None or getattr(obj, "owner_id", None) != owner_id:
         raise NotFound(f"{what} not found.")
     return obj

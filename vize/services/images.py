@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, exists, or_, select
@@ -81,9 +80,6 @@ class _Tracked:
 
     def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool:
         return self.blobs.delete_unless(key, in_use)
-
-    def path(self, key: str) -> Path | None:
-        return self.blobs.path(key)
 
     def scan(self) -> Iterator[tuple[str, float]]:
         return self.blobs.scan()
@@ -209,7 +205,10 @@ def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) ->
 
 def _check(data: bytes, settings: Settings) -> CheckedImage:
     return check_image(
-        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        data,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
     )
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from vize.db.states import TrainStatus
 from vize.db.tables import Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
-from vize.services.common import Page, paginate
+from vize.services.common import Page, id_or_404, paginate
 
 
 def list_models(
@@ -29,11 +28,7 @@ def list_models(
 
 def get_model(db: Session, user: User, model_id: object) -> Model:
     """404 alike for a missing model and another user's (models belong to tasks)."""
-    try:
-        key = str(uuid.UUID(str(model_id)))
-    except ValueError:
-        raise NotFound("Model not found.") from None
-    model = db.get(Model, key)
+    model = db.get(Model, id_or_404(model_id, "Model"))
     task = db.get(Task, model.task_id) if model else None
     if model is None or task is None or task.owner_id != user.id:
         raise NotFound("Model not found.")
@@ -49,7 +44,7 @@ def task_models(db: Session, task: Task) -> list[Model]:
 def trained_version(db: Session, task: Task, version: int) -> Model:
     """The task's model ``version``, which must have trained: else a 400 naming it."""
     model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == version))
-    if model is None or model.train_status != "trained":
+    if model is None or model.train_status != TrainStatus.TRAINED:
         raise InvalidInput(
             f"Version {version} of this task is not a trained model.", code="invalid_version"
         )

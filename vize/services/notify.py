@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
 
 from vize.config import Settings
 from vize.db.tables import Model, Task, User
@@ -49,13 +50,13 @@ def _describe(event: str, task: Task, model: Model) -> tuple[str, str]:
 
 
 class Notifier:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings, self.sessions = settings, sessions
 
-    def __call__(self, ctx: Any, event: str, task_id: str, model_id: str) -> None:
+    def __call__(self, event: str, task_id: str, model_id: str) -> None:
         # A notification problem must never fail or retry the training itself.
         try:
-            with ctx.sessions() as db:
+            with self.sessions() as db:
                 task, model = db.get(Task, task_id), db.get(Model, model_id)
                 if task is None or model is None:
                     return

@@ -94,7 +94,7 @@ def _attach_negative_label(db: Session, user: User, task: Task) -> None:
     task.negative_label_id = label.id
 
 
-def update_task(db: Session, user: User, task: Task, fields: dict[str, Any]) -> Task:
+def update_task(db: Session, task: Task, fields: dict[str, Any]) -> Task:
     # None means "not sent" for PATCH and PUT alike (forms cannot send null).
     clean = _check_fields({k: v for k, v in fields.items() if v is not None})
     if "type" in fields and fields["type"] is not None and fields["type"] != task.type:
@@ -129,12 +129,12 @@ def _attached_anywhere(db: Session, label_id: str) -> bool:
     return bool(db.scalar(select(func.count()).where(TaskLabel.label_id == label_id)))
 
 
-def add_label(db: Session, user: User, task: Task, label: Label) -> Task:
+def add_label(db: Session, task: Task, label: Label) -> Task:
     append_link(db, task, "labels", label)
     return task
 
 
-def remove_label(db: Session, user: User, task: Task, label: Label) -> Task:
+def remove_label(db: Session, task: Task, label: Label) -> Task:
     if label.id == task.negative_label_id:
         raise InvalidInput(
             "The automatic negative label of a tagging task cannot be removed.",

@@ -89,7 +89,7 @@ def create_label(task_id: str, request: Request, db: DB, user: PageUser, form: F
 def attach_label(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
     task = tasks_service.get_task(db, user, task_id)
     label = labels_service.get_label(db, user, form.get("label_id", ""))
-    tasks_service.add_label(db, user, task, label)
+    tasks_service.add_label(db, task, label)
     return redirect(request, f"/tasks/{task.id}?label={label.id}", f"“{label.name}” attached.")
 
 
@@ -109,7 +109,7 @@ def detach_label(
 ) -> Response:
     task = tasks_service.get_task(db, user, task_id)
     label = views.task_label(task, label_id)
-    tasks_service.remove_label(db, user, task, label)
+    tasks_service.remove_label(db, task, label)
     message = f"“{label.name}” removed from this task (the label and its images are kept)."
     return redirect(request, f"/tasks/{task.id}", message)
 
@@ -135,7 +135,7 @@ def settings_page(task_id: str, request: Request, db: DB, user: PageUser) -> Res
 def save_settings(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
     task = tasks_service.get_task(db, user, task_id)
     fields = {"name": form.get("name", ""), "description": form.get("description", "")}
-    tasks_service.update_task(db, user, task, fields)
+    tasks_service.update_task(db, task, fields)
     return redirect(request, f"/tasks/{task.id}/settings", "Task saved.")
 
 

@@ -38,6 +38,7 @@ from vize.api.signing import ImageLinks, Kind
 from vize.config import Settings
 from vize.db.tables import Image, Label, User
 from vize.errors import InvalidInput, NotFound, PayloadTooLarge, VizeError
+from vize.services import batch
 from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
@@ -210,46 +211,36 @@ def _store_one(
     if not up.created:
         response.status_code = 200
         return _duplicate_body(out)
-    state.services["after_upload"](user.id)
+    state.services.after_upload(user.id)
     return out
 
 
 async def _upload_batch(
     request: Request, response: Response, state: State, user: User, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    records = fields["records"]
-    if not isinstance(records, list) or not records:
-        raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
-    if len(records) > MAX_BATCH:
-        raise InvalidInput(f"At most {MAX_BATCH} records per request.", code="too_many_records")
+    records = batch.check_records(fields["records"], MAX_BATCH)
     results = [await run_in_threadpool(_one_record, request, state, user, r) for r in records]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
-        state.services["after_upload"](user.id)
-    failed = sum(1 for r in results if r["_status"]["code"] >= 400)
+        state.services.after_upload(user.id)
     response.status_code = 200
-    return {
-        "records": results,
-        "status": {"code": 200, "text": "OK" if not failed else f"{failed} record(s) failed"},
-    }
+    return batch.envelope(results)
 
 
-def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[str, Any]:
+def _one_record(request: Request, state: AppState, user: User, record: Any) -> dict[str, Any]:
     """One record, one transaction: its failure is reported in place and touches no other."""
     settings: Settings = state.settings
-    echo = {k: v for k, v in record.items() if k != "_base64"} if isinstance(record, dict) else {}
+    echo = batch.echo(record)
     try:
-        if not isinstance(record, dict):
-            raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
-        data = record_bytes(record, settings)
+        data = record_bytes(batch.check_record(record), settings)
         name = str(record.get("file_name", ""))
         store = partial(_store, request, settings, user, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if up.created:
-            return {**echo, **out, "_status": {"code": 201, "text": "Created"}}
-        return {**echo, **_duplicate_body(out), "_status": {"code": 200, "text": out["id"]}}
+            return {**echo, **out, "_status": batch.ok_status("Created", 201)}
+        return {**echo, **_duplicate_body(out), "_status": batch.ok_status(out["id"])}
     except VizeError as exc:
-        return {**echo, "_status": {"code": exc.status, "text": exc.detail, "error": exc.code}}
+        return {**echo, "_status": batch.error_status(exc)}
 
 
 @router.get("/", summary="List training images (?task=, ?labels=, ?not_labels=, ?test=, ?real=)")

@@ -91,7 +91,7 @@ def _task_from(db: DB, user: CurrentUser, fields: dict[str, Any]) -> Any:
 @router.post("/{label_id}/add-task/", summary="Attach to a task", openapi_extra=body_doc(TaskIdIn))
 def add_task(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     label = labels_service.get_label(db, user, label_id)
-    tasks_service.add_label(db, user, _task_from(db, user, fields), label)
+    tasks_service.add_label(db, _task_from(db, user, fields), label)
     return _out(db, label)
 
 
@@ -100,5 +100,5 @@ def add_task(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[s
 )
 def remove_task(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     label = labels_service.get_label(db, user, label_id)
-    tasks_service.remove_label(db, user, _task_from(db, user, fields), label)
+    tasks_service.remove_label(db, _task_from(db, user, fields), label)
     return _out(db, label)

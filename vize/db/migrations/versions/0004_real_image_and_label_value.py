@@ -4,8 +4,8 @@
 a web or synthetic one), set by ``training-image/update``; ``value`` is the value of a label
 on an image (``add-label`` / ``update-label`` with ``value``).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 13:50:00
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
