@@ -10,13 +10,13 @@ from contextlib import ExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from itsdangerous import URLSafeTimedSerializer
 
 from vize import __version__, web
-from vize.api.deps import AppState, Services, authenticate_scope
+from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
 from vize.api.limits import install_request_gate
 from vize.api.routes import account, classify, images, labels, models, tasks, training
 from vize.config import Settings
@@ -47,7 +47,7 @@ def load_secret(settings: Settings) -> str:
 
 
 def api_router() -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(note_workspace)])
     for module in (tasks, labels, images, account, training, models, classify):
         router.include_router(module.router)
     return router
@@ -97,6 +97,9 @@ def create_app(
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
     app.include_router(classify.v1_router, prefix="/v1")
+    app.include_router(
+        account.ximilar_router, prefix="/account/v2", dependencies=[Depends(note_workspace)]
+    )
     _add_meta_routes(app)
     web.install(app)
     return app

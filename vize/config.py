@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         20, description="Failed logins / bad tokens per client address per minute before 429."
     )
+    image_url_ttl_seconds: int = Field(
+        86400, ge=60, description="How long the signed img_path / thumb_img_path links work."
+    )
     warm_up: bool = Field(True, description="Load the backbones at start, not on first use.")
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
     orphan_grace_seconds: float = Field(

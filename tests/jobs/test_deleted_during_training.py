@@ -57,7 +57,7 @@ def _train_while_deleting(settings: Settings, h: dict, n_deleted: int) -> tuple[
 def test_training_leaves_out_images_deleted_meanwhile(settings: Settings, alice: dict) -> None:
     status, model = _train_while_deleting(settings, alice["headers"], n_deleted=1)
     assert status["state"] == "succeeded", status
-    assert model["train_status"] == "trained" and model["images_count"] == 13
+    assert model["train_state"] == "trained" and model["images_count"] == 13
 
 
 def test_training_fails_clearly_when_deletions_leave_too_few(
@@ -66,4 +66,4 @@ def test_training_fails_clearly_when_deletions_leave_too_few(
     status, model = _train_while_deleting(settings, alice["headers"], n_deleted=3)
     assert status["state"] == "failed"
     assert "'cat' has 4" in status["error"], status
-    assert model["train_status"] == "failed"
+    assert model["train_state"] == "failed"

@@ -78,7 +78,7 @@ def test_out_of_attempts_fails_with_reason(settings: Settings, alice: dict) -> N
         st = wait_training(client, h, task_id)
         assert st["state"] == "failed" and "Worker stopped responding" in st["error"]
         task = client.get(f"/v2/task/{task_id}/", headers=h).json()
-        assert task["production_version"] == -1 and task["last_train_status"] == "failed"
+        assert task["production_version"] == -1 and task["last_train_state"] == "failed"
 
 
 def test_duplicate_delivery_is_skipped(settings: Settings, alice: dict) -> None:
@@ -93,7 +93,7 @@ def test_duplicate_delivery_is_skipped(settings: Settings, alice: dict) -> None:
         assert execute(ctx, job_id) == "succeeded"
         assert execute(ctx, job_id) == "skipped"
         models = client.get(f"/v2/model/?task={t['task']['id']}", headers=h).json()
-        assert models["count"] == 1 and models["results"][0]["train_status"] == "trained"
+        assert models["count"] == 1 and models["results"][0]["train_state"] == "trained"
 
 
 async def _ctx_of(client: object) -> object:

@@ -21,7 +21,7 @@ def test_train_then_classify(client: AppClient, alice: dict) -> None:
     task = client.get(f"/v2/task/{task['id']}", headers=h).json()
     assert task["production_version"] == 1
     model = client.get(f"/v2/model/?task={task['id']}", headers=h).json()["results"][0]
-    assert model["train_status"] == "trained"
+    assert model["train_state"] == "trained"
     assert model["metrics"]["confusion_matrix"]["matrix"]
     b64 = base64.b64encode(image("airplane", 50).read_bytes()).decode()
     r = client.post(

@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 from starlette.types import Scope
 
 from vize.api.limits import gate_request, user_id_from_gate
+from vize.api.signing import ImageLinks
 from vize.config import Settings
 from vize.db.engine import session_scope
 from vize.db.tables import User
@@ -29,6 +30,7 @@ from vize.services.classify import Classifier
 from vize.services.context import JobContext
 from vize.services.limits import Counter, Limiter, check_auth_failures, record_auth_failure
 from vize.services.recognition import Recognizer
+from vize.services.workspaces import check_workspace
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
@@ -108,7 +110,17 @@ def get_blobs(state: State) -> BlobStore:
     return state.blobs
 
 
+def get_image_links(state: State) -> ImageLinks:
+    return image_links(state)
+
+
+def image_links(state: AppState) -> ImageLinks:
+    """Signer of image URLs, with the app's secret (the session signer's key, another salt)."""
+    return ImageLinks(state.signer.secret_key, state.settings.image_url_ttl_seconds)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Links = Annotated[ImageLinks, Depends(get_image_links)]
 # scope="function": commit before the response is sent. With the default ("request") FastAPI
 # sends the response first, so a client could read a 201 for a row not yet committed (its
 # next request 404s) or for a commit that then fails.
@@ -178,8 +190,15 @@ def authenticate_scope(scope: Scope) -> str:
 
 
 def authenticate(request: Request, state: AppState, db: Session) -> User:
-    """The request's user, from its API token or its session cookie (+ CSRF for writes).
+    """The request's user, from its API token or its session cookie (+ CSRF for writes), who
+    must own the workspace the request names, if any (404 otherwise, after the credential).
     Plain function as well as the dependency: a route may run it in its own worker thread."""
+    user = _credential_user(request, state, db)
+    check_workspace(user.id, _workspace_ref(request))
+    return user
+
+
+def _credential_user(request: Request, state: AppState, db: Session) -> User:
     checked = user_id_from_gate(request.scope)
     if checked is not None:  # the gate checked this request's credential already
         user = db.get(User, checked)
@@ -216,6 +235,34 @@ def _check_csrf(state: AppState, request: Request) -> None:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def note_workspace(request: Request) -> None:
+    """Dependency of every API route (run first): keep what names a workspace, the
+    ``workspace`` query parameter or JSON body field (Ximilar's client sends both), for
+    ``authenticate`` to check once it knows the user. A JSON body is read (bounded by the
+    body limit, and the routes read it anyway) but parsed only after authentication."""
+    request.state.workspace_query = request.query_params.get("workspace")
+    request.state.workspace_body = None
+    if request.method in SAFE_METHODS or _is_form(request):
+        return
+    body = await request.body()  # cached: the route's own body reader gets the same bytes
+    if b'"workspace"' in body:
+        request.state.workspace_body = body
+
+
+def _workspace_ref(request: Request) -> Any:
+    query = getattr(request.state, "workspace_query", None)
+    if query is not None:
+        return query
+    body = getattr(request.state, "workspace_body", None)
+    if body is None:
+        return None
+    try:
+        data = strict_json(body)
+    except ValueError:
+        return None  # the route's body reader answers the JSON error
+    return data.get("workspace") if isinstance(data, dict) else None
 
 
 async def has_credentials(request: Request) -> bool:

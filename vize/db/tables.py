@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -87,6 +88,8 @@ class ImageLabel(Base):
     label_id: Mapped[str] = mapped_column(
         ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # The label's value on this image (Ximilar's add-label/update-label ``value``).
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Task(Base):
@@ -139,8 +142,12 @@ class Image(Base):
     file_name: Mapped[str] = mapped_column(String(255), default="")
     meta_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     test_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Ximilar's "real" flag: the image comes from the production source.
+    real_image: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created: Mapped[datetime] = mapped_column(default=utcnow)
     labels: Mapped[list[Label]] = relationship(secondary="image_labels", order_by="Label.name")
+    # The same links as rows, for their ``value`` (read only: ``labels`` writes them).
+    label_links: Mapped[list[ImageLabel]] = relationship(viewonly=True)
 
 
 class Embedding(Base):
@@ -169,6 +176,7 @@ class Model(Base):
     images_count: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     finished: Mapped[datetime | None] = mapped_column(nullable=True)
+    task: Mapped[Task] = relationship(viewonly=True)
 
 
 class Job(Base):

@@ -244,13 +244,15 @@ def list_images(
     *,
     task_id: str | None = None,
     label_ids: list[str] | None = None,
+    not_label_ids: list[str] | None = None,
     test: bool | None = None,
+    real: bool | None = None,
     search: str | None = None,
 ) -> Page[Image]:
     stmt = (
         select(Image)
         .where(Image.owner_id == user.id)
-        .options(selectinload(Image.labels))
+        .options(selectinload(Image.labels), selectinload(Image.label_links))
         .order_by(Image.created.desc(), Image.id)
     )
     if task_id is not None:
@@ -264,8 +266,15 @@ def list_images(
         stmt = stmt.where(
             exists().where(ImageLabel.image_id == Image.id, ImageLabel.label_id == label_id)
         )
+    if not_label_ids:
+        carries = select(ImageLabel.image_id).where(
+            ImageLabel.image_id == Image.id, ImageLabel.label_id.in_(not_label_ids)
+        )
+        stmt = stmt.where(~exists(carries))
     if test is not None:
         stmt = stmt.where(Image.test_image.is_(test))
+    if real is not None:
+        stmt = stmt.where(Image.real_image.is_(real))
     if search:
         by_name = Image.file_name.ilike(like_pattern(search), escape="\\")
         stmt = stmt.where(or_(by_name, Image.id == search.replace("\x00", "")))
@@ -279,7 +288,58 @@ def update_image(db: Session, image: Image, fields: dict[str, Any]) -> Image:
         image.meta_data = check_meta_data(fields["meta_data"])
     if fields.get("test_image") is not None:
         image.test_image = bool(fields["test_image"])
+    if fields.get("real") is not None:
+        image.real_image = bool(fields["real"])
     db.flush()
+    return image
+
+
+@dataclass
+class BulkChange:
+    """What ``training-image/update`` changes on each image (None: leave the flag alone)."""
+
+    add: list[Label]
+    remove: list[Label]
+    test: bool | None
+    real: bool | None
+
+
+def bulk_update(
+    db: Session, user: User, images: list[Image], label_filter: list[str], change: BulkChange
+) -> int:
+    """Apply ``change`` to ``images`` and to every image of the user carrying any label of
+    ``label_filter``; returns how many images that is."""
+    targets = {img.id: img for img in images}
+    if label_filter:
+        carries = select(ImageLabel.image_id).where(ImageLabel.label_id.in_(label_filter))
+        stmt = select(Image).where(Image.owner_id == user.id, Image.id.in_(carries))
+        for img in db.scalars(stmt.options(selectinload(Image.labels))):
+            targets.setdefault(img.id, img)
+    for img in targets.values():
+        for label in change.add:
+            append_link(db, img, "labels", label)
+        for label in change.remove:
+            if label in img.labels:
+                img.labels.remove(label)
+        if change.test is not None:
+            img.test_image = change.test
+        if change.real is not None:
+            img.real_image = change.real
+    db.flush()
+    return len(targets)
+
+
+def set_label_value(db: Session, image: Image, label: Label, value: float | None) -> Image:
+    """The value of ``label`` on ``image``; 400 if the image does not carry the label."""
+    link = db.get(ImageLabel, (image.id, label.id))
+    if link is None:
+        raise InvalidInput(
+            "The image does not carry this label; add it first (add-label).",
+            code="label_not_on_image",
+        )
+    link.value = value
+    db.flush()
+    db.expire(image, ["label_links"])  # the read-only copy of the links reloads with it
     return image
 
 

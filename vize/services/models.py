@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from vize.db.states import TrainStatus
 from vize.db.tables import Model, Task, User
-from vize.errors import InvalidInput, NotFound
+from vize.errors import Conflict, InvalidInput, NotFound
 from vize.services.common import Page, id_or_404, paginate
 
 
@@ -18,6 +18,7 @@ def list_models(
         select(Model)
         .join(Task, Task.id == Model.task_id)
         .where(Task.owner_id == user.id)
+        .options(selectinload(Model.task))
         .order_by(Model.created.desc(), Model.version.desc())
     )
     if task is not None:
@@ -57,3 +58,25 @@ def deployed_models(db: Session, tasks: list[Task]) -> dict[str, Model]:
         return {}
     rows = db.scalars(select(Model).where(Model.task_id.in_(list(wanted))))
     return {m.task_id: m for m in rows if wanted.get(m.task_id) == m.version}
+
+
+def delete_model(db: Session, model: Model) -> str:
+    """Remove a model version; returns its artifact key, to delete after the commit. The
+    deployed version and one still training are refused (409): a task must not lose the
+    model it serves without its owner choosing another, nor a training its row."""
+    task = db.get(Task, model.task_id)
+    if model.train_status in ("queued", "training"):
+        raise Conflict(
+            "This model version is still training; remove it once the training has ended.",
+            code="model_in_training",
+        )
+    if task is not None and task.production_version == model.version:
+        raise Conflict(
+            "This is the task's production version; deploy another version first "
+            "(production_version on the task) or delete the task.",
+            code="model_in_production",
+        )
+    key = model.artifact_key
+    db.delete(model)
+    db.flush()
+    return key

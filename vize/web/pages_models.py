@@ -72,7 +72,7 @@ def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -
 @router.get("/tasks/{task_id}/preview")
 def preview_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
     task = tasks_service.get_task(db, user, task_id)
-    models = [m for m in views.task_models(db, task) if m["train_status"] == TrainStatus.TRAINED]
+    models = [m for m in views.task_models(db, task) if m["train_state"] == TrainStatus.TRAINED]
     context = {
         **task_context(request, task, user, "preview"),
         "trained": models,

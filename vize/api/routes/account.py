@@ -10,8 +10,11 @@ from vize.api.schemas import iso
 from vize.db.tables import User
 from vize.services import usage as usage_service
 from vize.services import users as users_service
+from vize.services.workspaces import default_workspace
 
 router = SlashRouter(tags=["account"])
+# Mounted at /account/v2: where Ximilar's client asks for the user (get_user_details).
+ximilar_router = SlashRouter(tags=["account"])
 
 
 def account_out(user: User) -> dict[str, Any]:
@@ -42,3 +45,14 @@ def regenerate_token(db: DB, user: CurrentUser) -> dict[str, Any]:
 @router.get("/usage/", summary="Images you have classified")
 def usage(db: DB, user: CurrentUser) -> dict[str, Any]:
     return usage_service.summary(db, user.id)
+
+
+@ximilar_router.get("/user/", summary="Your account, where Ximilar's client asks for it")
+def ximilar_user(user: CurrentUser) -> dict[str, Any]:
+    # The one workspace Vize has per user: the id Ximilar's client may send as workspace.
+    workspace = default_workspace(user.id)
+    return {
+        **account_out(user),
+        "default_workspace": workspace,
+        "workspaces": [{"id": workspace, "name": "Default", "default": True}],
+    }
