@@ -8,6 +8,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any
 
 import numpy as np
@@ -142,3 +143,23 @@ def test_a_small_image_still_classifies(trained: Any) -> None:
     r = client.post("/v2/classify", headers=alice["headers"],
                     json={"task_id": task_id, "records": [rec]})  # fmt: skip
     assert r.json()["records"][0]["_status"]["code"] == 200
+
+
+def test_uploads_wait_for_room_in_the_decode_budget(client: AppClient, alice: dict) -> None:
+    """Upload checks run in a pool of tens of threads: their decodes share the one memory
+    budget with classification instead of each taking its full size at once."""
+    app = client.transport.app  # type: ignore[attr-defined]
+    budget = app.state.vize.services.recognizer.budget
+    answers: list[int] = []
+    with budget.reserve(budget.total):  # someone else's decodes fill the budget
+        thread = threading.Thread(
+            target=lambda: answers.append(
+                upload(client, alice["headers"], png_bytes(11), name="a.png").status_code
+            )
+        )
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and not answers  # waiting for room, not decoding
+    thread.join(30)
+    assert answers == [201]
+    assert budget.used == 0

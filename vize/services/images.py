@@ -19,6 +19,7 @@ from vize.config import Settings
 from vize.db.engine import savepoint
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
 from vize.errors import InvalidInput, VizeError
+from vize.ml.preprocess import Budget
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import CheckedImage, check_image, make_thumbnail
 from vize.storage import BlobStore
@@ -137,14 +138,17 @@ def upload_image(
     labels: list[Label] | None = None,
     meta_data: dict[str, Any] | None = None,
     test_image: bool = False,
+    budget: Budget | None = None,
 ) -> Upload:
     """Validate, store the blob (before the row, so a row never points at nothing), insert.
-    After the commit, the caller passes the result to ``ensure_stored``."""
+    After the commit, the caller passes the result to ``ensure_stored``. ``budget`` bounds the
+    memory of the decodes running at once (uploads run in a pool of tens of threads)."""
     sha = hashlib.sha256(data).hexdigest()
     existing = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
     if existing is not None:
-        return Upload(existing, created=False, files=_missing(blobs, settings, existing, data))
-    checked = _check(data, settings)
+        missing = _missing(blobs, settings, existing, data, budget)
+        return Upload(existing, created=False, files=missing)
+    checked = _check(data, settings, budget)
     meta_data = check_meta_data(meta_data or {})
     key, thumb_key = blob_keys(user.id, sha)
     files = {key: data, thumb_key: make_thumbnail(checked.image)}
@@ -190,7 +194,9 @@ def _insert(db: Session, image: Image, files: dict[str, bytes]) -> Upload:
     return Upload(image, created=True, files=files)
 
 
-def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) -> dict[str, bytes]:
+def _missing(
+    blobs: BlobStore, settings: Settings, image: Image, data: bytes, budget: Budget | None
+) -> dict[str, bytes]:
     """The files of the row already there for these bytes that are missing now: a remover may
     have taken them just before its upload's commit, and its upload not have put them back yet
     (or ever, if it crashed). Sending the same bytes again is how a client repairs that."""
@@ -199,16 +205,17 @@ def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) ->
         files[image.blob_key] = data
     if not blobs.exists(image.thumb_key):
         with suppress(VizeError):  # limits lowered since: the image itself matters more
-            files[image.thumb_key] = make_thumbnail(_check(data, settings).image)
+            files[image.thumb_key] = make_thumbnail(_check(data, settings, budget).image)
     return files
 
 
-def _check(data: bytes, settings: Settings) -> CheckedImage:
+def _check(data: bytes, settings: Settings, budget: Budget | None = None) -> CheckedImage:
     return check_image(
         data,
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_image_pixels,
         max_decode_bytes=settings.max_decode_bytes,
+        budget=budget,
     )
 
 

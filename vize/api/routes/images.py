@@ -148,6 +148,7 @@ def _store(
         labels=_labels(db, user, fields),
         meta_data=_meta(fields.get("meta_data")),
         test_image=_bool(fields.get("test_image", False)),
+        budget=request.app.state.vize.services.recognizer.budget,
     )
     if not up.created:
         for label in _labels(db, user, fields):
