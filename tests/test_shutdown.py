@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from tests.inprocess import app_client
 from vize.app import create_app
 from vize.config import Settings
@@ -14,14 +16,20 @@ from vize.config import Settings
 CLIENT_THREADS = ("asyncio-portal-", "AnyIO worker thread")
 
 
-def test_shutdown_leaves_no_thread_behind(settings: Settings) -> None:
-    before = set(threading.enumerate())
+def test_shutdown_leaves_no_thread_behind(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def recording_start(self: threading.Thread) -> None:
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
     warm = settings.model_copy(update={"warm_up": True, "embedded_worker": True})
     with app_client(create_app(warm)) as client:
         assert client.get("/health").status_code == 200
-        started = {
-            t for t in set(threading.enumerate()) - before if not t.name.startswith(CLIENT_THREADS)
-        }
-    # The warm-up converts the backbone for a while: still running when the app stops.
-    assert {"vize-warm-up", "vize-worker"} <= {t.name for t in started}
-    assert [t.name for t in started if t.is_alive()] == []
+    ours = [t for t in started if not t.name.startswith(CLIENT_THREADS)]
+    assert {"vize-warm-up", "vize-worker"} <= {t.name for t in ours}
+    assert [t.name for t in ours if t.is_alive()] == []
