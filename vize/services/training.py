@@ -160,12 +160,28 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     )
     metrics["embed_seconds"] = round(embed_seconds, 3)
     metrics["fit_seconds"] = round(fit_seconds, 3)
-    version = _commit_model(ctx, job, key, metrics, len(ts.image_ids))
+    try:
+        version = _commit_model(ctx, job, key, metrics, ts)
+    except LabelsChanged:
+        ctx.blobs.delete(key)
+        raise
     if version is None:  # the task was deleted meanwhile: keep no file for it
         ctx.blobs.delete(key)
         return "The task was deleted during training; nothing was kept."
     _notify(ctx, "training_succeeded", job)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."
+
+
+def _check_labels_kept(task: Task, ts: trainset.TrainingSet) -> None:
+    """A label deleted (or detached) while the task trained would stay in the head and be
+    answered with no name: the training fails naming it instead (the task lock is held)."""
+    current = {label.id for label in task.labels}
+    gone = [label.name for label in ts.labels if label.id not in current]
+    if gone:
+        names = ", ".join(repr(name) for name in gone)
+        raise LabelsChanged(
+            f"Label(s) {names} left the task during the training; train again without them."
+        )
 
 
 def failed(ctx: JobContext, job: Job, error: str) -> None:
@@ -219,14 +235,20 @@ def _after_deletions(
     return trainset.without(ts, gone)
 
 
+class LabelsChanged(Conflict):
+    code = "labels_changed"
+
+
 def _commit_model(
-    ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], n: int
+    ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], ts: trainset.TrainingSet
 ) -> int | None:
     with ctx.sessions.begin() as db:
         task, model = _locked(db, job)
         if model is None or task is None:  # deleted with its task (cascade)
             return None
-        model.metrics, model.artifact_key, model.images_count = metrics, key, n
+        _check_labels_kept(task, ts)
+        model.metrics, model.artifact_key = metrics, key
+        model.images_count = len(ts.image_ids)
         model.train_status, model.progress, model.finished = TrainStatus.TRAINED, 1.0, now()
         task.last_train_status = TrainStatus.TRAINED
         if not task.production_pinned:
