@@ -40,7 +40,12 @@ class Settings(BaseSettings):
         2, description="Images a `vize worker` embeds in parallel (about its cores)."
     )
     inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
-    url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")
+    url_fetch_timeout: float = Field(
+        10.0, description="Seconds for all the `_url` images of one request together."
+    )
+    url_fetches_per_user: int = Field(
+        4, description="URL fetches one user may have in flight at once (0 = no cap)."
+    )
     url_allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts exempt from the SSRF guard (tests only)."
     )

@@ -16,7 +16,7 @@ from vize.ml.predictor import Head
 from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
-from vize.services.fetch import record_bytes
+from vize.services.fetch import FetchBudget, record_bytes
 from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
 
@@ -68,15 +68,18 @@ def check_records(records: Any) -> list[Any]:
     return records
 
 
-def record_data(settings: Settings, records: list[Any]) -> list[bytes | VizeError]:
-    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard); a bad
-    record becomes its own error, not the batch's."""
+def record_data(
+    settings: Settings, records: list[Any], budget: FetchBudget | None = None
+) -> list[bytes | VizeError]:
+    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard, all
+    within one ``budget``); a bad record becomes its own error, not the batch's."""
+    budget = budget or FetchBudget.start(settings)
     out: list[bytes | VizeError] = []
     for record in records:
         try:
             if not isinstance(record, dict):
                 raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
-            data = record_bytes(record, settings)
+            data = record_bytes(record, settings, budget)
             if len(data) > settings.max_upload_bytes:
                 raise PayloadTooLarge("Image is larger than the limit.")
             out.append(data)

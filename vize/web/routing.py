@@ -19,7 +19,7 @@ from vize.api.deps import get_state, session_user_id
 from vize.db.tables import User
 from vize.errors import NotFound, VizeError
 from vize.web.render import redirect, render
-from vize.web.session import CsrfFailed, LoginRequired
+from vize.web.session import CsrfFailed, LoginRequired, safe_next
 
 
 def _back(request: Request) -> str:
@@ -27,8 +27,10 @@ def _back(request: Request) -> str:
     referer = urlsplit(request.headers.get("referer", ""))
     if referer.netloc and referer.netloc != request.url.netloc:
         return "/tasks"
+    # The path too: "http://us//evil.com/x" has the path "//evil.com/x", which a browser
+    # reads as another site (protocol-relative) when it is a Location.
     path = referer.path or "/tasks"
-    return path + (f"?{referer.query}" if referer.query else "")
+    return safe_next(path + (f"?{referer.query}" if referer.query else ""))
 
 
 def error_page(request: Request, exc: VizeError) -> Response:

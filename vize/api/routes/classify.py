@@ -16,6 +16,7 @@ from vize.api.routing import SlashRouter
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.services import classify as svc
 from vize.services import usage as usage_service
+from vize.services.fetch import FetchBudget
 from vize.services.recognition import Prepared, Recognizer
 
 router = SlashRouter(tags=["classification"])
@@ -88,7 +89,8 @@ def _admit(
             limiter.check(user.id, len(ask.records))
         recognizer = state.services["recognizer"]
         dep = svc.resolve(db, recognizer, state.blobs, user, ask.task_id, ask.version)
-    return Admitted(user.id, ask, dep, svc.record_data(state.settings, ask.records))
+    budget = FetchBudget.start(state.settings, user.id, state.services)
+    return Admitted(user.id, ask, dep, svc.record_data(state.settings, ask.records, budget))
 
 
 def _infer(state: AppState, job: Admitted) -> dict[str, Any]:

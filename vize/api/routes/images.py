@@ -28,7 +28,7 @@ from vize.errors import InvalidInput, NotFound, PayloadTooLarge, VizeError
 from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
-from vize.services.fetch import record_bytes
+from vize.services.fetch import FetchBudget, record_bytes
 from vize.storage import BlobStore
 
 router = SlashRouter(prefix="/training-image", tags=["training images"])
@@ -180,7 +180,10 @@ async def _upload_batch(
         raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
     if len(records) > MAX_BATCH:
         raise InvalidInput(f"At most {MAX_BATCH} records per request.", code="too_many_records")
-    results = [await run_in_threadpool(_one_record, request, state, user, r) for r in records]
+    budget = FetchBudget.start(state.settings, user.id, state.services)  # one for the request
+    results = [
+        await run_in_threadpool(_one_record, request, state, user, r, budget) for r in records
+    ]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
         state.services["after_upload"](user.id)
@@ -192,14 +195,16 @@ async def _upload_batch(
     }
 
 
-def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[str, Any]:
+def _one_record(
+    request: Request, state: Any, user: User, record: Any, budget: FetchBudget
+) -> dict[str, Any]:
     """One record, one transaction: its failure is reported in place and touches no other."""
     settings: Settings = state.settings
     echo = {k: v for k, v in record.items() if k != "_base64"} if isinstance(record, dict) else {}
     try:
         if not isinstance(record, dict):
             raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
-        data = record_bytes(record, settings)
+        data = record_bytes(record, settings, budget)
         name = str(record.get("file_name", ""))
         store = partial(_store, request, settings, user, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)
