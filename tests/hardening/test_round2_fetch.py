@@ -65,7 +65,9 @@ def test_ipv6_forms_embedding_inside_ipv4_are_refused_also_after_redirects(
     hop = net["allowed"].url + "/to?"
     urls = direct + [hop + u for u in direct]
     r = client.post(
-        "/v2/training-image/", headers=alice["headers"], json={"records": [{"_url": u} for u in urls]}
+        "/v2/training-image/",
+        headers=alice["headers"],
+        json={"records": [{"_url": u} for u in urls]},
     )
     assert r.status_code == 200, r.text
     for url, rec in zip(urls, r.json()["records"], strict=True):

@@ -16,7 +16,9 @@ from vize.ml.predictor import Head
 from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
+from vize.services.common import int_in_range
 from vize.services.fetch import FetchBudget, record_bytes
+from vize.services.jsonvalue import check_echoed_records
 from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
 
@@ -51,8 +53,9 @@ def resolve(
         version = task.production_version
     try:
         number = int(version)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput("'version' must be an integer.", code="invalid_version") from None
+    number = int_in_range(number, "version")  # 1e308 is an int of 309 digits
     model = models_service.trained_version(db, task, number)
     head = recognizer.head(model.id, model.artifact_key, blobs)
     rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
@@ -65,6 +68,7 @@ def check_records(records: Any) -> list[Any]:
         raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
     if len(records) > MAX_RECORDS:
         raise InvalidInput(f"At most {MAX_RECORDS} records per request.", code="too_many_records")
+    check_echoed_records(records)  # before any fetch or billing: the response echoes them
     return records
 
 

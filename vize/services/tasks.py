@@ -16,6 +16,7 @@ from vize.services.common import (
     get_owned,
     int_field,
     like_pattern,
+    name_field,
     paginate,
     text_field,
 )
@@ -47,7 +48,7 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """The writable fields, validated; keys the client did not send stay absent."""
     out: dict[str, Any] = {}
     if "name" in fields:
-        out["name"] = text_field(fields["name"], "name", 255, strip=True)
+        out["name"] = name_field(fields["name"], "name")
         if not out["name"]:
             raise InvalidInput("Task name must not be empty.", code="invalid_name")
     if "description" in fields:

@@ -29,6 +29,7 @@ from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
 from vize.services.fetch import FetchBudget, record_bytes
+from vize.services.jsonvalue import echoable
 from vize.storage import BlobStore
 
 router = SlashRouter(prefix="/training-image", tags=["training images"])
@@ -200,10 +201,13 @@ def _one_record(
 ) -> dict[str, Any]:
     """One record, one transaction: its failure is reported in place and touches no other."""
     settings: Settings = state.settings
-    echo = {k: v for k, v in record.items() if k != "_base64"} if isinstance(record, dict) else {}
+    raw = {k: v for k, v in record.items() if k != "_base64"} if isinstance(record, dict) else {}
+    echo, bad = echoable(raw)  # before the fetch: the answer must be encodable
     try:
         if not isinstance(record, dict):
             raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
+        if bad is not None:
+            raise bad
         data = record_bytes(record, settings, budget)
         name = str(record.get("file_name", ""))
         store = partial(_store, request, settings, user, data, record, name)
