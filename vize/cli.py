@@ -54,6 +54,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=20,
+        # Forwarded headers (client address, scheme) only from the configured proxies; the
+        # app applies the same rule to X-Forwarded-For for the limits (vize.services.limits).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     return 0
 

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         20, description="Failed logins / bad tokens per client address per minute before 429."
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Proxies (addresses or CIDR networks, comma-separated) whose "
+        "`X-Forwarded-For` is believed; empty: none, the peer address counts.",
+    )
     warm_up: bool = Field(True, description="Load the backbones at start, not on first use.")
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
     orphan_grace_seconds: float = Field(

@@ -21,7 +21,12 @@ from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
 from vize.services import users as users_service
-from vize.services.limits import check_auth_failures, record_auth_failure
+from vize.services.limits import (
+    check_auth_failures,
+    client_address,
+    parse_networks,
+    record_auth_failure,
+)
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
@@ -102,8 +107,13 @@ def _token_from_header(request: Request) -> str | None:
 
 
 def client_ip(request: Request) -> str:
-    """The address rate limits count against (uvicorn resolves trusted proxy headers)."""
-    return request.client.host if request.client else "unknown"
+    """The address rate limits count against (``X-Forwarded-For`` only from trusted proxies)."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = get_state(request).services.get("trusted_proxies")
+    if trusted is None:  # parsed once per app
+        trusted = parse_networks(get_state(request).settings.trusted_proxies)
+        get_state(request).services["trusted_proxies"] = trusted
+    return client_address(peer, request.headers.get("x-forwarded-for", ""), trusted)
 
 
 def check_credential_allowed(state: AppState, request: Request) -> None:
@@ -113,7 +123,9 @@ def check_credential_allowed(state: AppState, request: Request) -> None:
 
 
 def note_credential_failure(state: AppState, request: Request) -> None:
-    record_auth_failure(state.services["counter"], client_ip(request))
+    """Count the failure; 429 instead of the 401 once beyond the limit (counted atomically)."""
+    limit = state.settings.auth_failures_per_minute
+    record_auth_failure(state.services["counter"], client_ip(request), limit)
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
@@ -137,6 +149,7 @@ def authenticate(request: Request, state: AppState, db: Session) -> User:
         if user is None:
             note_credential_failure(state, request)
             raise Unauthorized("Invalid API token.", code="invalid_token")
+        check_credential_allowed(state, request)  # others' failures may have locked it since
         return user
     uid = session_user_id(state, request)
     if uid is not None:

@@ -36,15 +36,16 @@ def login(request: Request, state: State, db: DB, form: Form) -> Response:
     context = {"next": next_url, "username": username}
     try:
         check_credential_allowed(state, request)
+        user = users_service.authenticate(db, username, form.get("password", ""))
+        if user is None:
+            note_credential_failure(state, request)  # 429 beyond the limit
+            context["error"] = "Wrong username or password."
+            return render(request, "auth/login.html", context, status=400)
+        check_credential_allowed(state, request)  # others' failures may have locked it since
     except TooManyRequests as exc:  # a page, not the flash-and-redirect of other form errors
         page = render(request, "auth/login.html", {**context, "error": exc.detail}, status=429)
         page.headers.update(exc.headers or {})
         return page
-    user = users_service.authenticate(db, username, form.get("password", ""))
-    if user is None:
-        note_credential_failure(state, request)
-        context["error"] = "Wrong username or password."
-        return render(request, "auth/login.html", context, status=400)
     response = redirect(request, next_url or "/tasks")
     log_in(response, request, user)
     return response
