@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vize.services.invites import SignupMode
+
 
 class Settings(BaseSettings):
     """Every knob of the service. The README's configuration table mirrors this class."""
@@ -56,6 +58,14 @@ class Settings(BaseSettings):
     )
     monthly_quota: int = Field(
         0, description="Images a user may classify per calendar month (429 beyond); 0 = none."
+    )
+    signup: SignupMode = Field(
+        SignupMode.OPEN,
+        description="Who may create an account on the web: `open`, `invite` (links made by "
+        "`vize users invite NAME`) or `closed`.",
+    )
+    signups_per_minute: int = Field(
+        5, description="Sign-up attempts per client address per minute before 429; 0 = none."
     )
     auth_failures_per_minute: int = Field(
         20, description="Failed logins / bad tokens per client address per minute before 429."

@@ -20,6 +20,7 @@ from vize.config import Settings
 from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
+from vize.services import sessions as sessions_service
 from vize.services import users as users_service
 from vize.services.limits import (
     check_auth_failures,
@@ -83,7 +84,9 @@ def csrf_token(signer: URLSafeTimedSerializer, session_value: str) -> str:
     return hmac.new(key, b"csrf:" + session_value.encode(), sha256).hexdigest()
 
 
-def session_user_id(state: AppState, request: Request) -> str | None:
+def session_claims(state: AppState, request: Request) -> tuple[str, str] | None:
+    """(user id, session id) of a correctly signed session cookie; not yet checked against
+    the sessions table (``session_user`` does that)."""
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
@@ -91,7 +94,20 @@ def session_user_id(state: AppState, request: Request) -> str | None:
         data = state.signer.loads(raw, max_age=SESSION_MAX_AGE)
     except BadSignature:
         return None
-    return str(data.get("uid")) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not data.get("uid"):
+        return None
+    return str(data["uid"]), str(data.get("sid") or "")
+
+
+def session_user_id(state: AppState, request: Request) -> str | None:
+    claims = session_claims(state, request)
+    return claims[0] if claims else None
+
+
+def session_user(state: AppState, request: Request, db: Session) -> User | None:
+    """The user of the session cookie if its session is live (not logged out)."""
+    claims = session_claims(state, request)
+    return sessions_service.user_for(db, *claims) if claims else None
 
 
 def _token_from_header(request: Request) -> str | None:
@@ -151,12 +167,10 @@ def authenticate(request: Request, state: AppState, db: Session) -> User:
             raise Unauthorized("Invalid API token.", code="invalid_token")
         check_credential_allowed(state, request)  # others' failures may have locked it since
         return user
-    uid = session_user_id(state, request)
-    if uid is not None:
-        user = db.get(User, uid)
-        if user is not None:
-            _check_csrf(state, request)
-            return user
+    user = session_user(state, request, db)
+    if user is not None:
+        _check_csrf(state, request)
+        return user
     raise Unauthorized(
         NOT_AUTHENTICATED,
         code="not_authenticated",

@@ -63,7 +63,8 @@ class Notifier:
                 subject, text = _describe(event, task, model)
                 payload = self._payload(event, task, model)
                 webhook = (task.webhook_url, task.webhook_secret)
-            if owner is not None and owner.notify_email and owner.email:
+            # Only to a confirmed address: else anyone could mail a stranger through us.
+            if owner is not None and owner.notify_email and owner.email and owner.email_verified:
                 self.send_email(owner.email, subject, text)
             if webhook[0] and event != "training_started":
                 self.post_webhook(webhook[0], webhook[1], payload)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from vize.api.deps import get_state, session_user_id
+from vize.api.deps import get_state, session_user, session_user_id
 from vize.db.tables import User
 from vize.errors import NotFound, VizeError
 from vize.web.render import redirect, render
@@ -46,11 +46,10 @@ def error_page(request: Request, exc: VizeError) -> Response:
 def _user(request: Request) -> User | None:
     """The signed-in user for the error page's navigation (its own short session)."""
     state = get_state(request)
-    uid = session_user_id(state, request)
-    if uid is None:
+    if session_user_id(state, request) is None:
         return None
     with state.sessions() as db:
-        return db.get(User, uid)
+        return session_user(state, request, db)
 
 
 class WebRoute(APIRoute):
