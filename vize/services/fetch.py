@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -130,6 +131,7 @@ def fetch_image(
     timeout: float,
     allow_hosts: list[str],
     deadline: float | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> bytes:
     """GET with a size cap and one deadline for all of it (redirects, and a body trickling in
     a byte at a time, which per-read timeouts never stop), re-checking every redirect. The
@@ -137,7 +139,8 @@ def fetch_image(
     deadline = deadline if deadline is not None else time.monotonic() + timeout
     # trust_env=False: a proxy from the environment would connect to the name, not the checked
     # address, and void the guard.
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=verify)
+    with client:
         for _ in range(MAX_REDIRECTS + 1):
             target = check_url(url, allow_hosts)
             try:
@@ -230,19 +233,24 @@ class FetchBudget:
     timeout: float
     user_id: str
     gate: FetchGate | None = None
+    # Loading the CA bundle costs ~0.05-0.25 s: once per app, not per fetch (a 100-record
+    # batch would spend its whole deadline on it).
+    verify: ssl.SSLContext | bool = True
 
     @classmethod
     def start(
         cls, settings: Settings, user_id: str = "", services: dict[str, Any] | None = None
     ) -> FetchBudget:
-        gate = None
-        if services is not None:  # one gate per app, made on first use
+        gate, verify = None, True
+        if services is not None:  # one gate and one TLS context per app, made on first use
             gate = services.setdefault("fetch_gate", FetchGate(settings.url_fetches_per_user))
+            if "fetch_tls" not in services:
+                services["fetch_tls"] = httpx.create_ssl_context()
+            verify = services["fetch_tls"]
         timeout = settings.url_fetch_timeout
-        return cls(time.monotonic() + timeout, timeout, user_id, gate)
+        return cls(time.monotonic() + timeout, timeout, user_id, gate, verify)
 
     def fetch(self, url: str, settings: Settings) -> bytes:
-        _time_left(self.deadline, self.timeout)  # spent by earlier records: no connection
         if self.gate is None:
             return self._fetch(url, settings)
         with self.gate.slot(self.user_id, self.deadline):
@@ -255,6 +263,7 @@ class FetchBudget:
             timeout=self.timeout,
             allow_hosts=settings.url_allow_hosts,
             deadline=self.deadline,
+            verify=self.verify,
         )
 
 
