@@ -241,6 +241,7 @@ class FetchBudget:
     def start(
         cls, settings: Settings, user_id: str = "", services: dict[str, Any] | None = None
     ) -> FetchBudget:
+        started = time.monotonic()  # setting up below counts against the deadline too
         gate, verify = None, True
         if services is not None:  # one gate and one TLS context per app, made on first use
             gate = services.setdefault("fetch_gate", FetchGate(settings.url_fetches_per_user))
@@ -248,7 +249,7 @@ class FetchBudget:
                 services["fetch_tls"] = httpx.create_ssl_context()
             verify = services["fetch_tls"]
         timeout = settings.url_fetch_timeout
-        return cls(time.monotonic() + timeout, timeout, user_id, gate, verify)
+        return cls(started + timeout, timeout, user_id, gate, verify)
 
     def fetch(self, url: str, settings: Settings) -> bytes:
         if self.gate is None:
