@@ -136,3 +136,30 @@ def test_dropping_job_payload_keeps_the_jobs(fresh_engine: Engine) -> None:
     with fresh_engine.connect() as conn:
         payload = conn.execute(text("SELECT payload FROM jobs WHERE id = 'j1'")).scalar_one()
     assert payload in ({}, "{}")
+
+
+def test_0005_keeps_users_and_starts_their_addresses_unconfirmed(fresh_engine: Engine) -> None:
+    """Sessions table and users.email_verified (issue 12, items 4 and 13) on a database
+    that already has a user: the row survives, its address is not taken as confirmed."""
+    _migrate(fresh_engine, "0002")
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, email, password_hash, api_token, notify_email,"
+                " created) VALUES ('u1', 'old', 'old@example.com', '', 'tok', :t, :c)"
+            ),
+            {"t": True, "c": "2026-01-01 00:00:00+00:00"},
+        )
+    upgrade(fresh_engine)
+    with fresh_engine.begin() as conn:
+        row = conn.execute(text("SELECT username, email_verified FROM users")).one()
+        assert (row[0], bool(row[1])) == ("old", False)
+        conn.execute(
+            text("INSERT INTO web_sessions (id, user_id, created) VALUES ('s1', 'u1', :c)"),
+            {"c": "2026-01-01 00:00:00+00:00"},
+        )
+    _migrate(fresh_engine, "0002", down=True)
+    assert "web_sessions" not in inspect(fresh_engine).get_table_names()
+    upgrade(fresh_engine)
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert _version(fresh_engine) == [head]

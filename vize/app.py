@@ -25,7 +25,8 @@ from vize.db.migrate import upgrade
 from vize.errors import install_error_handlers
 from vize.jobs.setup import build_context, make_runner, queue_embedding
 from vize.services.classify import Classifier
-from vize.services.limits import Counter, Limiter
+from vize.services.fetch import UrlFetcher
+from vize.services.limits import Counter, Limiter, parse_networks
 from vize.services.orphans import sweep_orphans
 from vize.services.recognition import Recognizer, check_backbones
 from vize.storage import LocalBlobStore
@@ -131,11 +132,12 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
         warm = threading.Thread(target=_warm_up, args=(recognizer,), name="vize-warm-up")
         warm.start()
         stack.callback(warm.join)
+    fetcher = UrlFetcher(settings)
     return Services(
         counter=counter,
         limiter=limiter,
         recognizer=recognizer,
-        classifier=Classifier(settings, state.sessions, state.blobs, recognizer, limiter),
+        classifier=Classifier(settings, state.sessions, state.blobs, recognizer, limiter, fetcher),
         runner=runner,
         jobs=jobs,
         after_upload=(
@@ -143,6 +145,8 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
             if settings.embed_on_upload
             else _nothing
         ),
+        fetcher=fetcher,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 

@@ -55,6 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=20,
+        # Forwarded headers (client address, scheme) only from the configured proxies; the
+        # app applies the same rule to X-Forwarded-For for the limits (vize.services.limits).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     return 0
 
@@ -81,7 +85,10 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     upgrade(engine)
     try:
         with session_scope(make_sessionmaker(engine)) as db:
-            user = users.create_user(db, args.username, email=args.email, password=args.password)
+            # The administrator vouches for the address: no confirmation link.
+            user = users.create_user(
+                db, args.username, email=args.email, password=args.password, email_verified=True
+            )
             token = user.api_token
     except VizeError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
@@ -90,6 +97,25 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"Created user {args.username!r}. API token:")
     print(token)
+    return 0
+
+
+def cmd_users_invite(args: argparse.Namespace) -> int:
+    """Print a sign-up link for USERNAME (VIZE_SIGNUP=invite): valid once, for 7 days."""
+    from urllib.parse import quote
+
+    from vize.app import load_secret
+    from vize.services.invites import INVITE_DAYS, make_invite
+    from vize.services.users import USERNAME_RE
+
+    settings = Settings()
+    if not USERNAME_RE.match(args.username):
+        print("error: usernames are 1-150 letters, digits or _.@+-", file=sys.stderr)
+        return 1
+    token = make_invite(load_secret(settings), args.username)
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    print(f"Invitation for {args.username!r}, valid {INVITE_DAYS} days, once:")
+    print(f"{base}/signup?invite={quote(token)}")
     return 0
 
 
@@ -129,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", default="")
     create.add_argument("--password")
     create.set_defaults(func=cmd_users_create)
+    invite = users_sub.add_parser("invite", help="print a sign-up link (VIZE_SIGNUP=invite)")
+    invite.add_argument("username")
+    invite.set_defaults(func=cmd_users_invite)
     from vize.client.cli import register
 
     register(sub)

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vize.services.invites import SignupMode
+
 
 class Settings(BaseSettings):
     """Every knob of the service. The README's configuration table mirrors this class."""
@@ -59,7 +61,12 @@ class Settings(BaseSettings):
         2, description="Images a `vize worker` embeds in parallel (about its cores)."
     )
     inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
-    url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")
+    url_fetch_timeout: float = Field(
+        10.0, description="Seconds for all the `_url` images of one request together."
+    )
+    url_fetches_per_user: int = Field(
+        4, description="URL fetches one user may have in flight at once (0 = no cap)."
+    )
     url_allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts exempt from the SSRF guard (tests only)."
     )
@@ -71,11 +78,24 @@ class Settings(BaseSettings):
     monthly_quota: int = Field(
         0, description="Images a user may classify per calendar month (429 beyond); 0 = none."
     )
+    signup: SignupMode = Field(
+        SignupMode.OPEN,
+        description="Who may create an account on the web: `open`, `invite` (links made by "
+        "`vize users invite NAME`) or `closed`.",
+    )
+    signups_per_minute: int = Field(
+        5, description="Sign-up attempts per client address per minute before 429; 0 = none."
+    )
     auth_failures_per_minute: int = Field(
         20, description="Failed logins / bad tokens per client address per minute before 429."
     )
     image_url_ttl_seconds: int = Field(
         86400, ge=60, description="How long the signed img_path / thumb_img_path links work."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Proxies (addresses or CIDR networks, comma-separated) whose "
+        "`X-Forwarded-For` is believed; empty: none, the peer address counts.",
     )
     warm_up: bool = Field(True, description="Load the backbones at start, not on first use.")
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")

@@ -25,10 +25,19 @@ from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
 from vize.jobs.runners import JobRunner
+from vize.services import sessions as sessions_service
 from vize.services import users as users_service
 from vize.services.classify import Classifier
 from vize.services.context import JobContext
-from vize.services.limits import Counter, Limiter, check_auth_failures, record_auth_failure
+from vize.services.fetch import UrlFetcher
+from vize.services.limits import (
+    Counter,
+    Limiter,
+    Network,
+    check_auth_failures,
+    client_address,
+    record_auth_failure,
+)
 from vize.services.recognition import Recognizer
 from vize.services.workspaces import check_workspace
 from vize.storage import BlobStore
@@ -54,6 +63,8 @@ class Services:
     runner: JobRunner
     jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
     after_upload: Callable[[str], None]  # called with the owner's id after new images
+    fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
+    trusted_proxies: list[Network]  # whose X-Forwarded-For is believed
 
 
 @dataclass
@@ -133,7 +144,9 @@ def csrf_token(signer: URLSafeTimedSerializer, session_value: str) -> str:
     return hmac.new(key, b"csrf:" + session_value.encode(), sha256).hexdigest()
 
 
-def session_user_id(state: AppState, request: Request) -> str | None:
+def session_claims(state: AppState, request: Request) -> tuple[str, str] | None:
+    """(user id, session id) of a correctly signed session cookie; not yet checked against
+    the sessions table (``session_user`` does that)."""
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
@@ -141,7 +154,20 @@ def session_user_id(state: AppState, request: Request) -> str | None:
         data = state.signer.loads(raw, max_age=SESSION_MAX_AGE)
     except BadSignature:
         return None
-    return str(data.get("uid")) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not data.get("uid"):
+        return None
+    return str(data["uid"]), str(data.get("sid") or "")
+
+
+def session_user_id(state: AppState, request: Request) -> str | None:
+    claims = session_claims(state, request)
+    return claims[0] if claims else None
+
+
+def session_user(state: AppState, request: Request, db: Session) -> User | None:
+    """The user of the session cookie if its session is live (not logged out)."""
+    claims = session_claims(state, request)
+    return sessions_service.user_for(db, *claims) if claims else None
 
 
 def _token_from_header(request: Request) -> str | None:
@@ -157,8 +183,10 @@ def _token_from_header(request: Request) -> str | None:
 
 
 def client_ip(request: Request) -> str:
-    """The address rate limits count against (uvicorn resolves trusted proxy headers)."""
-    return request.client.host if request.client else "unknown"
+    """The address rate limits count against (``X-Forwarded-For`` only from trusted proxies)."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = get_state(request).services.trusted_proxies
+    return client_address(peer, request.headers.get("x-forwarded-for", ""), trusted)
 
 
 def check_credential_allowed(state: AppState, request: Request) -> None:
@@ -168,7 +196,9 @@ def check_credential_allowed(state: AppState, request: Request) -> None:
 
 
 def note_credential_failure(state: AppState, request: Request) -> None:
-    record_auth_failure(state.services.counter, client_ip(request))
+    """Count the failure; 429 instead of the 401 once beyond the limit (counted atomically)."""
+    limit = state.settings.auth_failures_per_minute
+    record_auth_failure(state.services.counter, client_ip(request), limit)
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
@@ -211,13 +241,12 @@ def _credential_user(request: Request, state: AppState, db: Session) -> User:
         if user is None:
             note_credential_failure(state, request)
             raise Unauthorized("Invalid API token.", code="invalid_token")
+        check_credential_allowed(state, request)  # others' failures may have locked it since
         return user
-    uid = session_user_id(state, request)
-    if uid is not None:
-        user = db.get(User, uid)
-        if user is not None:
-            _check_csrf(state, request)
-            return user
+    user = session_user(state, request, db)
+    if user is not None:
+        _check_csrf(state, request)
+        return user
     raise Unauthorized(
         NOT_AUTHENTICATED,
         code="not_authenticated",

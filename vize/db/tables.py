@@ -67,6 +67,19 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     api_token: Mapped[str] = mapped_column(String(64), unique=True)
     notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Mail goes only to a confirmed address: else anyone could have the service mail a
+    # stranger by typing their address. Cleared whenever the address changes.
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A browser login. The signed cookie names its row: logging out deletes the row, so a
+    copied cookie stops working at once (a signature alone stays valid for 14 days)."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 

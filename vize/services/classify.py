@@ -25,8 +25,10 @@ from vize.services import batch
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
 from vize.services import usage as usage_service
+from vize.services.common import int_in_range
 from vize.services.fairpool import FairPool
-from vize.services.fetch import record_bytes
+from vize.services.fetch import FetchBudget, UrlFetcher, record_bytes
+from vize.services.jsonvalue import check_echoed_records
 from vize.services.limits import Limiter
 from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
@@ -54,12 +56,18 @@ Authenticate = Callable[[Session], User]
 Parse = Callable[[dict[str, Any]], Ask]
 
 
+def _checked_records(records: Any) -> list[Any]:
+    checked = batch.check_records(records, MAX_RECORDS)
+    check_echoed_records(checked)  # before any fetch or billing: the response echoes them
+    return checked
+
+
 def parse_v2(fields: dict[str, Any]) -> Ask:
     """The ``/v2/classify`` JSON body."""
     return Ask(
         task_id=fields.get("task_id") or fields.get("task"),
         version=fields.get("version"),
-        records=batch.check_records(fields.get("records"), MAX_RECORDS),
+        records=_checked_records(fields.get("records")),
         descriptor=str(fields.get("descriptor", 0)).lower() in ("1", "true"),
     )
 
@@ -92,8 +100,9 @@ def resolve(
         version = task.production_version
     try:
         number = int(version)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput("'version' must be an integer.", code="invalid_version") from None
+    number = int_in_range(number, "version")  # 1e308 is an int of 309 digits
     model = models_service.trained_version(db, task, number)
     head = recognizer.head(model.id, model.artifact_key, blobs)
     rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
@@ -120,9 +129,10 @@ class Classifier:
         blobs: BlobStore,
         recognizer: Recognizer,
         limiter: Limiter | None = None,
+        fetcher: UrlFetcher | None = None,
     ) -> None:
         self.settings, self.sessions, self.blobs = settings, sessions, blobs
-        self.recognizer, self.limiter = recognizer, limiter
+        self.recognizer, self.limiter, self.fetcher = recognizer, limiter, fetcher
 
     @property
     def pool(self) -> FairPool:
@@ -142,7 +152,9 @@ class Classifier:
             if self.limiter is not None:
                 self.limiter.check(user.id, len(ask.records))
             dep = resolve(db, self.recognizer, self.blobs, user, ask.task_id, ask.version)
-        return Admitted(user.id, ask, dep, record_data(self.settings, ask.records))
+        # One deadline for every `_url` of the request, and the user's cap on fetches.
+        budget = FetchBudget.start(self.settings, user.id, self.fetcher)
+        return Admitted(user.id, ask, dep, record_data(self.settings, ask.records, budget))
 
     def infer(self, job: Admitted) -> dict[str, Any]:
         """Decode, predict, count the usage, and answer every record."""
@@ -157,9 +169,12 @@ class Classifier:
         return batch.envelope(results, task_id=job.dep.task.id, version=job.dep.model.version)
 
 
-def record_data(settings: Settings, records: list[Any]) -> list[bytes | VizeError]:
-    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard); a bad
-    record becomes its own error, not the batch's."""
+def record_data(
+    settings: Settings, records: list[Any], budget: FetchBudget | None = None
+) -> list[bytes | VizeError]:
+    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard, all
+    within one ``budget``); a bad record becomes its own error, not the batch's."""
+    budget = budget or FetchBudget.start(settings)
     out: list[bytes | VizeError] = []
     for record in records:
         try:

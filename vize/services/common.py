@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -19,6 +20,9 @@ B = TypeVar("B", bound=Base)
 
 # Text columns without a declared length still get a cap: a request must not store megabytes.
 LONG_TEXT = 10_000
+# The range of the Integer columns on PostgreSQL (int4); SQLite would overflow at 2^63. A
+# value outside it would fail in the driver (a 500), so it is refused before, as a 400.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass
@@ -77,13 +81,35 @@ def text_field(value: object, field: str, max_len: int, *, strip: bool = False) 
     return text
 
 
+def name_field(value: object, field: str, max_len: int = 255) -> str:
+    """A name: one line of text. A CR/LF would end a mail header early (the name is in the
+    subject of notifications) or break a webhook; other control characters hide in pages."""
+    text = text_field(value, field, max_len, strip=True)
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
+        raise InvalidInput(
+            f"Field '{field}' must be a single line without control characters.",
+            code="invalid_name",
+        )
+    return text
+
+
 def int_field(value: object, field: str) -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"Field '{field}' must be an integer.", code="invalid_field")
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         raise InvalidInput(f"Field '{field}' must be an integer.", code="invalid_field") from None
+    return int_in_range(number, field)
+
+
+def int_in_range(number: int, field: str) -> int:
+    """``number`` if a database column can hold it, else 400 ``invalid_value``."""
+    if not INT_MIN <= number <= INT_MAX:
+        raise InvalidInput(
+            f"Field '{field}' is out of range ({INT_MIN} to {INT_MAX}).", code="invalid_value"
+        )
+    return number
 
 
 def like_pattern(search: str) -> str:

@@ -4,7 +4,6 @@ owner, filters."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -22,6 +21,7 @@ from vize.errors import InvalidInput, VizeError
 from vize.ml.preprocess import Budget
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import CheckedImage, check_image, make_thumbnail
+from vize.services.jsonvalue import check_json
 from vize.storage import BlobStore
 
 MAX_META_CHARS = 64 * 1024
@@ -221,11 +221,8 @@ def _check(data: bytes, settings: Settings, budget: Budget | None = None) -> Che
 
 def check_meta_data(value: dict[str, Any]) -> dict[str, Any]:
     """Free-form, but bounded: it is stored in every image row and sent with every listing."""
-    if len(json.dumps(value, ensure_ascii=False)) > MAX_META_CHARS:
-        raise InvalidInput(
-            f"meta_data is larger than {MAX_META_CHARS // 1024} KB.", code="invalid_meta_data"
-        )
-    return value
+    result: dict[str, Any] = check_json(value, "meta_data", max_chars=MAX_META_CHARS)
+    return result
 
 
 def _clean_name(name: str) -> str:

@@ -9,7 +9,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from vize.db.tables import Image, ImageLabel, Label, Task, TaskLabel, User
 from vize.errors import InvalidInput
-from vize.services.common import LONG_TEXT, Page, get_owned, like_pattern, paginate, text_field
+from vize.services.common import (
+    LONG_TEXT,
+    Page,
+    get_owned,
+    like_pattern,
+    name_field,
+    paginate,
+    text_field,
+)
 from vize.services.images import delete_image
 
 LABEL_TYPES = ("category", "tag")
@@ -46,7 +54,7 @@ def _check(fields: dict[str, Any]) -> dict[str, Any]:
     """The writable fields that were sent (None = not sent), validated."""
     out: dict[str, Any] = {}
     if "name" in fields:
-        out["name"] = text_field(fields.get("name"), "name", 255, strip=True)
+        out["name"] = name_field(fields.get("name"), "name")
         if not out["name"]:
             raise InvalidInput("Label name must not be empty.", code="invalid_name")
     for key, limit in (("description", LONG_TEXT), ("output_name", 255)):

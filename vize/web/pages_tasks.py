@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB
+from vize.api.deps import DB, State
 from vize.db.tables import Task, User
 from vize.errors import InvalidInput
 from vize.services import images as images_service
@@ -140,8 +140,12 @@ def save_settings(task_id: str, request: Request, db: DB, user: PageUser, form: 
 
 
 @router.post("/tasks/{task_id}/delete")
-def delete_task(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
-    name = task.name
-    tasks_service.delete_task(db, task)
+def delete_task(
+    task_id: str, request: Request, state: State, user: PageUser, form: Form
+) -> Response:
+    with state.sessions.begin() as db:  # committed before its files go
+        task = tasks_service.get_task(db, user, task_id)
+        name = task.name
+        keys = tasks_service.delete_task(db, task)
+    tasks_service.purge_model_files(state.sessions, state.blobs, keys)
     return redirect(request, "/tasks", f"Task “{name}” deleted.")

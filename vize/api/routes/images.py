@@ -42,7 +42,8 @@ from vize.services import batch
 from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
-from vize.services.fetch import record_bytes
+from vize.services.fetch import FetchBudget, record_bytes
+from vize.services.jsonvalue import echoable
 from vize.storage import BlobStore
 
 router = SlashRouter(prefix="/training-image", tags=["training images"])
@@ -220,7 +221,10 @@ async def _upload_batch(
     request: Request, response: Response, state: State, user: User, fields: dict[str, Any]
 ) -> dict[str, Any]:
     records = batch.check_records(fields["records"], MAX_BATCH)
-    results = [await run_in_threadpool(_one_record, request, state, user, r) for r in records]
+    budget = state.services.fetcher.budget(state.settings, user.id)  # one for the request
+    results = [
+        await run_in_threadpool(_one_record, request, state, user, r, budget) for r in records
+    ]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
         state.services.after_upload(user.id)
@@ -228,12 +232,17 @@ async def _upload_batch(
     return batch.envelope(results)
 
 
-def _one_record(request: Request, state: AppState, user: User, record: Any) -> dict[str, Any]:
+def _one_record(
+    request: Request, state: AppState, user: User, record: Any, budget: FetchBudget
+) -> dict[str, Any]:
     """One record, one transaction: its failure is reported in place and touches no other."""
     settings: Settings = state.settings
-    echo = batch.echo(record)
+    echo, bad = echoable(batch.echo(record))  # before the fetch: the answer must be encodable
     try:
-        data = record_bytes(batch.check_record(record), settings)
+        checked = batch.check_record(record)
+        if bad is not None:
+            raise bad
+        data = record_bytes(checked, settings, budget)
         name = str(record.get("file_name", ""))
         store = partial(_store, request, settings, user, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, Fields, PagingDep
+from vize.api.deps import DB, CurrentUser, Fields, PagingDep, State
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import LabelIdIn, TaskIn, TaskPatch, page_out, task_out
 from vize.errors import InvalidInput
@@ -62,8 +62,10 @@ def update_task(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict
 
 
 @router.delete("/{task_id}/", status_code=204, summary="Delete a task")
-def delete_task(task_id: str, db: DB, user: CurrentUser) -> Response:
-    tasks_service.delete_task(db, tasks_service.get_task(db, user, task_id))
+def delete_task(task_id: str, state: State, user: CurrentUser) -> Response:
+    with state.sessions.begin() as db:  # committed before its files go
+        keys = tasks_service.delete_task(db, tasks_service.get_task(db, user, task_id))
+    tasks_service.purge_model_files(state.sessions, state.blobs, keys)
     return Response(status_code=204)
 
 
