@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import png_bytes
 from tests.hardening.servers import Server, http_server, image_and_redirects, secret
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 from vize.config import Settings
 from vize.services.fetch import _public

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from tests.api.helpers import assert_error, create_label, create_task, upload, upload_ok
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 from tests.web.helpers import form_csrf, post_form, sign_up
 

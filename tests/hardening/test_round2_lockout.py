@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_error
-from tests.conftest import make_user
 from tests.hardening.live import Server
 from tests.hardening.test_limits import fresh_window
+from tests.helpers import make_user
 from tests.inprocess import AppClient
 from tests.web.helpers import form_csrf
 from vize.config import Settings
