@@ -163,3 +163,21 @@ def test_uploads_wait_for_room_in_the_decode_budget(client: AppClient, alice: di
     thread.join(30)
     assert answers == [201]
     assert budget.used == 0
+
+
+def test_a_request_of_large_scans_is_costly_and_one_of_photos_is_not(trained: Any) -> None:
+    """Costly requests are held to a share of the inference workers per user (FairPool); a
+    batch of ordinary images is not, so one user alone still uses every core."""
+    from vize.db.tables import User
+    from vize.services.classify import parse_v2
+
+    client, alice, task_id = trained
+    classifier = client.transport.app.state.vize.services.classifier  # type: ignore[attr-defined]
+
+    def admitted(data: bytes, n: int) -> Any:
+        fields = {"task_id": task_id, "records": [{"_base64": base64.b64encode(data).decode()}] * n}
+        return classifier.admit(lambda db: db.get(User, alice["id"]), fields, parse_v2)
+
+    photo = encoded(Image.new("RGB", (640, 480), (10, 200, 30)), "JPEG")
+    assert not admitted(photo, 10).costly
+    assert admitted(scan_16bit(2000, 2000), 3).costly

@@ -86,6 +86,17 @@ def decoded_bytes(img: Image.Image) -> int:
     return img.width * img.height * max(bands * depth, 3) * 2
 
 
+def decode_cost(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> int:
+    """``decoded_bytes`` from the header alone (0 for what will not decode: its error comes
+    later), for admission to decide how costly a request is before it queues."""
+    try:
+        img = open_image(data, max_pixels)
+        img.draft("RGB", (size, size))
+        return decoded_bytes(img)
+    except ImageDecodeError:
+        return 0
+
+
 def decode_image(
     data: bytes,
     size: int,

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from vize.config import Settings
 from vize.db.tables import Label, Model, Task, User
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
+from vize.ml.backbones import get_backbone_config
 from vize.ml.predictor import Head
-from vize.ml.preprocess import ImageDecodeError, ImageTooLarge, UnsupportedFormat
+from vize.ml.preprocess import ImageDecodeError, ImageTooLarge, UnsupportedFormat, decode_cost
 from vize.services import batch
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
@@ -34,6 +35,10 @@ from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
 
 MAX_RECORDS = 10
+# A request whose images take more than this to decode (ten 512-px photos take ~4 MB, ten
+# 12 MP phone JPEGs ~11 MB; ten 1080p PNG screenshots ~120 MB) runs on at most all inference
+# workers but one while its user has another running.
+COSTLY_REQUEST_BYTES = 32 * 1024 * 1024
 # A record of another format is refused like an upload of it (same allow-list, same code),
 # with the 400 classify records have always answered for images they cannot read.
 UNSUPPORTED = InvalidInput(
@@ -119,6 +124,12 @@ class Admitted:
     ask: Ask
     dep: Deployed
     data: list[bytes | VizeError]
+    cost: int = 0  # bytes its decodes will hold, from the headers
+
+    @property
+    def costly(self) -> bool:
+        """Costly enough that one user may not run several at once (see ``FairPool``)."""
+        return self.cost > COSTLY_REQUEST_BYTES
 
 
 class Classifier:
@@ -154,7 +165,11 @@ class Classifier:
             dep = resolve(db, self.recognizer, self.blobs, user, ask.task_id, ask.version)
         # One deadline for every `_url` of the request, and the user's cap on fetches.
         budget = FetchBudget.start(self.settings, user.id, self.fetcher)
-        return Admitted(user.id, ask, dep, record_data(self.settings, ask.records, budget))
+        data = record_data(self.settings, ask.records, budget)
+        size = max(get_backbone_config(name).input_size for name in dep.head.backbones)
+        limit = self.settings.max_image_pixels
+        cost = sum(decode_cost(d, size, limit) for d in data if isinstance(d, bytes))
+        return Admitted(user.id, ask, dep, data, cost)
 
     def infer(self, job: Admitted) -> dict[str, Any]:
         """Decode, predict, count the usage, and answer every record."""

@@ -63,8 +63,10 @@ async def classify_batch(
     inference as one task of the bounded inference pool (see ``Classifier``)."""
     authenticate_now = partial(authenticate, request, request.app.state.vize)
     job = await run_in_threadpool(classifier.admit, authenticate_now, fields, parse)
-    # Keyed by user: one client's flood of costly images cannot hold every worker.
-    future = classifier.pool.submit_for(job.user_id, Priority.INTERACTIVE, classifier.infer, job)
+    # Keyed by user and cost: one client's flood of costly images cannot hold every worker.
+    future = classifier.pool.submit_for(
+        job.user_id, Priority.INTERACTIVE, classifier.infer, job, capped=job.costly
+    )
     return await asyncio.wrap_future(future)
 
 
