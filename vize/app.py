@@ -26,7 +26,7 @@ from vize.errors import install_error_handlers
 from vize.jobs.setup import build_context, make_runner, queue_embedding
 from vize.services.classify import Classifier
 from vize.services.fetch import UrlFetcher
-from vize.services.limits import Counter, Limiter, parse_networks
+from vize.services.limits import Counter, Limiter
 from vize.services.orphans import sweep_orphans
 from vize.services.recognition import Recognizer, check_backbones
 from vize.storage import LocalBlobStore
@@ -146,7 +146,6 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
             else _nothing
         ),
         fetcher=fetcher,
-        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 

@@ -206,7 +206,8 @@ def test_mail_goes_only_to_a_confirmed_address(
     body = mail.get_payload(decode=True).decode()
     link = re.search(r"(/account/confirm-email\?token=\S+)", body)
     assert link
-    notifier, state = Notifier(smtp_settings), client.transport.app.state.vize  # type: ignore[attr-defined]
+    state = client.transport.app.state.vize  # type: ignore[attr-defined]
+    notifier = Notifier(smtp_settings, state.sessions)
     jane = _user_id(state, "jane")
     # Unconfirmed: a training notification is not sent to the stranger.
     _notify(notifier, state, jane)
@@ -258,4 +259,4 @@ def _notify(notifier: Notifier, state: Any, user_id: str) -> None:
         db.add(model)
         db.flush()
         ids = task.id, model.id
-    notifier(state, "training_started", *ids)
+    notifier("training_started", *ids)

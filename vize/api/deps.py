@@ -33,9 +33,9 @@ from vize.services.fetch import UrlFetcher
 from vize.services.limits import (
     Counter,
     Limiter,
-    Network,
     check_auth_failures,
     client_address,
+    parse_networks,
     record_auth_failure,
 )
 from vize.services.recognition import Recognizer
@@ -64,7 +64,6 @@ class Services:
     jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
     after_upload: Callable[[str], None]  # called with the owner's id after new images
     fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
-    trusted_proxies: list[Network]  # whose X-Forwarded-For is believed
 
 
 @dataclass
@@ -185,7 +184,7 @@ def _token_from_header(request: Request) -> str | None:
 def client_ip(request: Request) -> str:
     """The address rate limits count against (``X-Forwarded-For`` only from trusted proxies)."""
     peer = request.client.host if request.client else "unknown"
-    trusted = get_state(request).services.trusted_proxies
+    trusted = parse_networks(get_state(request).settings.trusted_proxies)
     return client_address(peer, request.headers.get("x-forwarded-for", ""), trusted)
 
 

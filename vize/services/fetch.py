@@ -228,9 +228,17 @@ class UrlFetcher:
     """One per app: the per-user gate and one TLS context (made on first use, off start-up)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.gate = FetchGate(settings.url_fetches_per_user)
+        self.settings = settings
+        self._gate: FetchGate | None = None
         self._tls: ssl.SSLContext | None = None
         self._lock = threading.Lock()
+
+    @property
+    def gate(self) -> FetchGate:
+        with self._lock:
+            if self._gate is None:
+                self._gate = FetchGate(self.settings.url_fetches_per_user)
+            return self._gate
 
     def tls(self) -> ssl.SSLContext:
         with self._lock:

@@ -3,6 +3,7 @@ replicas) or in process memory (embedded default), and a monthly quota from the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -133,6 +134,7 @@ def record_auth_failure(counter: Counter, client: str, limit: int = 0) -> None:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@functools.lru_cache(maxsize=8)  # a pure function of the setting: parsed once, not per request
 def parse_networks(text: str) -> list[Network]:
     """``VIZE_TRUSTED_PROXIES``: comma-separated addresses or networks (CIDR)."""
     return [ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip()]
