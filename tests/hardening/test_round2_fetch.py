@@ -100,6 +100,23 @@ def test_one_fetch_deadline_per_request_not_per_record(
     assert len(slow.seen) == 1  # the records after the deadline connect nowhere
 
 
+def test_one_fetch_deadline_per_classify_request(trained: Any) -> None:
+    """The same on /v2/classify: its `_url` records share the request's one deadline."""
+    client, alice, task_id = trained
+    client.transport.app.state.vize.settings.url_fetch_timeout = 1.0  # type: ignore[attr-defined]
+    png = png_bytes(13)
+    with http_server(lambda p: (200, {"Content-Type": "image/png"}, png), ALLOWED, 2.0) as slow:
+        records = [{"_url": f"{slow.url}/c{i}.png"} for i in range(8)]
+        started = time.monotonic()
+        r = client.post("/v2/classify", headers=alice["headers"],
+                        json={"task_id": task_id, "records": records})  # fmt: skip
+        took = time.monotonic() - started
+    statuses = [rec["_status"] for rec in r.json()["records"]]
+    assert {(s["code"], s["error"]) for s in statuses} == {(400, "url_unreachable")}, statuses
+    assert took < 5.0, took
+    assert len(slow.seen) == 1
+
+
 def test_concurrent_fetches_of_one_user_are_capped(
     client: AppClient, alice: dict[str, Any], bob: dict[str, Any], settings: Settings
 ) -> None:

@@ -193,7 +193,7 @@ def record_data(
     out: list[bytes | VizeError] = []
     for record in records:
         try:
-            data = record_bytes(batch.check_record(record), settings)
+            data = record_bytes(batch.check_record(record), settings, budget)
             if len(data) > settings.max_upload_bytes:
                 raise PayloadTooLarge("Image is larger than the limit.")
             out.append(data)
