@@ -17,7 +17,7 @@ from itsdangerous import URLSafeTimedSerializer
 from vize import __version__, web
 from vize.api.deps import AppState, authenticate_scope
 from vize.api.limits import install_request_gate
-from vize.api.routes import account, classify, images, labels, models, tasks, training
+from vize.api.routes import account, classify, images, labels, models, similar, tasks, training
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
@@ -43,7 +43,7 @@ def load_secret(settings: Settings) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter()
-    for module in (tasks, labels, images, account, training, models, classify):
+    for module in (tasks, labels, images, account, training, models, classify, similar):
         router.include_router(module.router)
     return router
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vize.db.tables import Embedding, Image, Job, Model, Task
 from vize.jobs.executor import JobContext, Progress, job_handler
-from vize.services import training
+from vize.services import insights, training
 from vize.services.recognition import Recognizer
 
 log = logging.getLogger("vize.jobs")
@@ -86,6 +86,10 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
     if version is None:  # the task was deleted meanwhile: keep no file for it
         ctx.blobs.delete(key)
         return "The task was deleted during training; nothing was kept."
+    # Data health (vize/services/insights.py): keep the cross-validated predictions.
+    insights.after_training(
+        ctx.sessions, ctx.blobs, recognizer, (job.task_id, job.model_id), ts, kind, report
+    )
     _notify(ctx, "training_succeeded", job.task_id, job.model_id)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."
 

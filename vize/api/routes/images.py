@@ -20,6 +20,7 @@ from vize.api.deps import (
     State,
     strict_json,
 )
+from vize.api.routes.similar import upload_duplicates
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import ImagePatch, LabelIdIn, base_url, image_out, page_out
 from vize.config import Settings
@@ -166,6 +167,7 @@ async def upload(
         if not up.created:
             response.status_code = 200
             return _duplicate_body(out)
+        out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
         state.services["after_upload"](user.id)
         return out
 
@@ -204,6 +206,7 @@ def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[s
         store = partial(_store, request, settings, user, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if up.created:
+            out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
             return {**echo, **out, "_status": {"code": 201, "text": "Created"}}
         return {**echo, **_duplicate_body(out), "_status": {"code": 200, "text": out["id"]}}
     except VizeError as exc:

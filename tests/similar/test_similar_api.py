@@ -1,0 +1,197 @@
+"""Similarity search, near-duplicates at upload and data-health insights, through the API
+with the real backbone (generated pictures; one app for the module)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import assert_error
+from tests.inprocess import AppClient
+from tests.similar.images import altered, mirrored, png
+
+WARM = list(range(100, 107))
+COOL = list(range(200, 207))
+MISLABELLED = 207  # a cool picture labelled warm
+
+
+def _upload(client: AppClient, h: dict, data: bytes, label: str, **fields: Any) -> Any:
+    return client.post(
+        "/v2/training-image/",
+        headers=h,
+        data={"labels": label, **fields},
+        files={"img_path": ("x.png", data, "image/png")},
+    )
+
+
+@pytest.fixture(scope="module")
+def task(mclient: AppClient, owner: dict) -> dict[str, Any]:
+    h = owner["headers"]
+    task = mclient.post("/v2/task/", headers=h, json={"name": "warm vs cool"}).json()
+    labels = {}
+    for name in ("warm", "cool"):
+        r = mclient.post("/v2/label/", headers=h, json={"name": name, "task": task["id"]})
+        labels[name] = r.json()["id"]
+    images: dict[int, str] = {}
+    for seed in WARM + COOL + [MISLABELLED]:
+        tint = "warm" if seed in WARM else "cool"
+        label = labels["cool"] if seed in COOL else labels["warm"]
+        r = _upload(mclient, h, png(seed, tint), label)
+        assert r.status_code == 201, r.text
+        images[seed] = r.json()["id"]
+    return {"id": task["id"], "labels": labels, "images": images}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _search(client: AppClient, h: dict, body: dict, prefix: str = "/v2") -> Any:
+    return client.post(f"{prefix}/similar", headers=h, json=body)
+
+
+def test_an_altered_copy_finds_its_original(mclient: AppClient, owner: dict, task: dict) -> None:
+    h = owner["headers"]
+    for prefix in ("/v2", "/recognition/v2"):
+        body = {
+            "task_id": task["id"],
+            "k": 3,
+            "records": [{"_base64": _b64(altered(COOL[2], "cool")), "mine": 1}],
+        }
+        r = _search(mclient, h, body, prefix)
+        assert r.status_code == 200, r.text
+        rec = r.json()["records"][0]
+        assert rec["mine"] == 1 and rec["_status"]["code"] == 200 and "_base64" not in rec
+        hits = rec["similar"]
+        assert len(hits) == 3
+        assert hits[0]["id"] == task["images"][COOL[2]]
+        assert hits[0]["labels"] == [{"id": task["labels"]["cool"], "name": "cool"}]
+        assert hits[0]["thumb_img_path"].endswith(f"{prefix}/training-image/{hits[0]['id']}/thumb")
+        sims = [x["similarity"] for x in hits]
+        assert sims == sorted(sims, reverse=True) and 0.7 < sims[0] <= 1.0
+
+
+def test_search_by_id_and_label(mclient: AppClient, owner: dict, task: dict) -> None:
+    h = owner["headers"]
+    me = task["images"][WARM[0]]
+    r = _search(mclient, h, {"task_id": task["id"], "k": 100, "records": [{"_id": me}]})
+    hits = r.json()["records"][0]["similar"]
+    assert me not in {x["id"] for x in hits}  # never its own hit
+    assert len(hits) == len(task["images"]) - 1
+    cool = task["labels"]["cool"]
+    body = {"task_id": task["id"], "label": cool, "records": [{"_id": me}]}
+    hits = _search(mclient, h, body).json()["records"][0]["similar"]
+    assert len(hits) == 7 and all(x["labels"][0]["id"] == cool for x in hits)
+
+
+def test_bad_requests(mclient: AppClient, owner: dict, stranger: dict, task: dict) -> None:
+    h, tid = owner["headers"], task["id"]
+    one = [{"_id": task["images"][WARM[0]]}]
+    assert_error(_search(mclient, h, {"task_id": tid, "k": 0, "records": one}), 400)
+    assert_error(_search(mclient, h, {"task_id": tid, "k": 101, "records": one}), 400)
+    assert_error(_search(mclient, h, {"task_id": tid, "records": one * 11}), 400)
+    assert_error(_search(mclient, h, {"task_id": tid, "records": []}), 400)
+    assert_error(_search(mclient, h, {"records": one}), 400, "required")
+    assert_error(_search(mclient, {}, {"task_id": tid, "records": one}), 401)
+    # Another user's task is not found; nor are their images, record by record.
+    assert_error(_search(mclient, stranger["headers"], {"task_id": tid, "records": one}), 404)
+    other_task = mclient.post("/v2/task/", headers=stranger["headers"], json={"name": "t"}).json()
+    body = {"task_id": tid, "label": other_task["id"], "records": one}
+    assert_error(_search(mclient, h, body), 404)
+    records = [{"_base64": "@@not base64"}, {"_id": other_task["id"]}, *one]
+    r = _search(mclient, h, {"task_id": tid, "records": records})
+    assert r.status_code == 200, r.text
+    codes = [x["_status"]["code"] for x in r.json()["records"]]
+    assert codes == [400, 404, 200]
+    assert r.json()["status"]["text"] == "2 record(s) failed"
+
+
+def _wait_embedded(client: AppClient, h: dict, task: dict) -> None:
+    """A search embeds whatever the background job has not embedded yet."""
+    body = {"task_id": task["id"], "records": [{"_id": task["images"][WARM[0]]}]}
+    assert _search(client, h, body).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def copies(mclient: AppClient, owner: dict, task: dict) -> dict[str, Any]:
+    """Uploads after the task's images are embedded: a near copy, a distinct picture, the
+    same bytes again, and a test-image copy of a training image labelled differently."""
+    h, warm = owner["headers"], task["labels"]["warm"]
+    _wait_embedded(mclient, h, task)
+    return {
+        "copy": _upload(mclient, h, mirrored(WARM[3], "warm"), warm),
+        "distinct": _upload(mclient, h, png(300, "warm"), warm),
+        "same": _upload(mclient, h, png(WARM[3], "warm"), warm),
+        "leak": _upload(mclient, h, mirrored(COOL[4], "cool"), warm, test_image="true"),
+    }
+
+
+def test_upload_reports_near_duplicates(copies: dict, task: dict) -> None:
+    for name in ("copy", "distinct", "leak"):
+        assert copies[name].status_code == 201, copies[name].text
+    assert copies["copy"].json()["near_duplicate_of"] == [task["images"][WARM[3]]]
+    assert copies["distinct"].json()["near_duplicate_of"] == []
+    assert copies["leak"].json()["near_duplicate_of"] == [task["images"][COOL[4]]]
+    # Exact copies keep their answer: 200, already exists.
+    assert copies["same"].status_code == 200
+    assert copies["same"].json()["code"] == "already_exists"
+
+
+def _train(client: AppClient, h: dict, task_id: str) -> None:
+    assert client.post(f"/v2/task/{task_id}/train/", headers=h).status_code == 202
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        st = client.get(f"/v2/task/{task_id}/training/", headers=h).json()
+        if st["state"] in ("succeeded", "failed"):
+            assert st["state"] == "succeeded", st
+            return
+        time.sleep(0.2)
+    raise AssertionError("training did not finish")
+
+
+def test_insights(
+    mclient: AppClient, owner: dict, stranger: dict, task: dict, copies: dict
+) -> None:
+    h, images = owner["headers"], task["images"]
+    copy, leak = copies["copy"].json()["id"], copies["leak"].json()["id"]
+    url = f"/v2/task/{task['id']}/insights/"
+    assert_error(mclient.get(url, headers=stranger["headers"]), 404)
+    assert_error(mclient.get(url), 401)
+    before = mclient.get(url, headers=h).json()
+    assert before["computed"] and before["suspected_mislabels"] == []  # never trained
+    groups = {frozenset(g["images"]): g for g in before["near_duplicates"]}
+    assert groups[frozenset({images[WARM[3]], copy})]["labels_differ"] is False
+    assert groups[frozenset({images[COOL[4]], leak})]["labels_differ"] is True
+    assert len(groups) == 2  # distinct pictures are not reported
+    assert before["test_leaks"] == [
+        {
+            "test_image": leak,
+            "train_image": images[COOL[4]],
+            "similarity": groups[frozenset({images[COOL[4]], leak})]["similarity"],
+        }
+    ]
+    _train(mclient, h, task["id"])
+    after = mclient.get(url, headers=h).json()
+    assert after["computed"] > before["computed"]  # recomputed by the training
+    # The two cool pictures labelled warm (one of them the leaked test copy) come first.
+    suspects = after["suspected_mislabels"]
+    assert {s["id"] for s in suspects[:2]} == {images[MISLABELLED], leak}
+    top = next(s for s in suspects if s["id"] == images[MISLABELLED])
+    assert top["labels"] == [{"id": task["labels"]["warm"], "name": "warm"}]
+    assert top["predicted"]["name"] == "cool" and top["predicted"]["prob"] > 0.5
+    # Relabelled: no longer suspected, without recomputing.
+    warm, cool = task["labels"]["warm"], task["labels"]["cool"]
+    img = f"/v2/training-image/{images[MISLABELLED]}"
+    assert mclient.post(f"{img}/remove-label/", headers=h, json={"label_id": warm}).is_success
+    assert mclient.post(f"{img}/add-label/", headers=h, json={"label_id": cool}).is_success
+    again = mclient.get(url, headers=h).json()
+    assert again["computed"] == after["computed"]
+    assert images[MISLABELLED] not in {s["id"] for s in again["suspected_mislabels"]}
+    # A deleted image leaves the groups; ?recompute=true computes anew.
+    assert mclient.delete(f"/v2/training-image/{copy}", headers=h).status_code == 204
+    fresh = mclient.get(url + "?recompute=true", headers=h).json()
+    assert fresh["computed"] > after["computed"]
+    assert all(copy not in g["images"] for g in fresh["near_duplicates"])
