@@ -4,45 +4,14 @@ with the real backbone (generated pictures; one app for the module)."""
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import pytest
 
 from tests.api.helpers import assert_error
 from tests.inprocess import AppClient
+from tests.similar.conftest import COOL, MISLABELLED, WARM, train, upload
 from tests.similar.images import altered, mirrored, png
-
-WARM = list(range(100, 107))
-COOL = list(range(200, 207))
-MISLABELLED = 207  # a cool picture labelled warm
-
-
-def _upload(client: AppClient, h: dict, data: bytes, label: str, **fields: Any) -> Any:
-    return client.post(
-        "/v2/training-image/",
-        headers=h,
-        data={"labels": label, **fields},
-        files={"img_path": ("x.png", data, "image/png")},
-    )
-
-
-@pytest.fixture(scope="module")
-def task(mclient: AppClient, owner: dict) -> dict[str, Any]:
-    h = owner["headers"]
-    task = mclient.post("/v2/task/", headers=h, json={"name": "warm vs cool"}).json()
-    labels = {}
-    for name in ("warm", "cool"):
-        r = mclient.post("/v2/label/", headers=h, json={"name": name, "task": task["id"]})
-        labels[name] = r.json()["id"]
-    images: dict[int, str] = {}
-    for seed in WARM + COOL + [MISLABELLED]:
-        tint = "warm" if seed in WARM else "cool"
-        label = labels["cool"] if seed in COOL else labels["warm"]
-        r = _upload(mclient, h, png(seed, tint), label)
-        assert r.status_code == 201, r.text
-        images[seed] = r.json()["id"]
-    return {"id": task["id"], "labels": labels, "images": images}
 
 
 def _b64(data: bytes) -> str:
@@ -122,10 +91,10 @@ def copies(mclient: AppClient, owner: dict, task: dict) -> dict[str, Any]:
     h, warm = owner["headers"], task["labels"]["warm"]
     _wait_embedded(mclient, h, task)
     return {
-        "copy": _upload(mclient, h, mirrored(WARM[3], "warm"), warm),
-        "distinct": _upload(mclient, h, png(300, "warm"), warm),
-        "same": _upload(mclient, h, png(WARM[3], "warm"), warm),
-        "leak": _upload(mclient, h, mirrored(COOL[4], "cool"), warm, test_image="true"),
+        "copy": upload(mclient, h, mirrored(WARM[3], "warm"), warm),
+        "distinct": upload(mclient, h, png(300, "warm"), warm),
+        "same": upload(mclient, h, png(WARM[3], "warm"), warm),
+        "leak": upload(mclient, h, mirrored(COOL[4], "cool"), warm, test_image="true"),
     }
 
 
@@ -138,18 +107,6 @@ def test_upload_reports_near_duplicates(copies: dict, task: dict) -> None:
     # Exact copies keep their answer: 200, already exists.
     assert copies["same"].status_code == 200
     assert copies["same"].json()["code"] == "already_exists"
-
-
-def _train(client: AppClient, h: dict, task_id: str) -> None:
-    assert client.post(f"/v2/task/{task_id}/train/", headers=h).status_code == 202
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        st = client.get(f"/v2/task/{task_id}/training/", headers=h).json()
-        if st["state"] in ("succeeded", "failed"):
-            assert st["state"] == "succeeded", st
-            return
-        time.sleep(0.2)
-    raise AssertionError("training did not finish")
 
 
 def test_insights(
@@ -173,7 +130,7 @@ def test_insights(
             "similarity": groups[frozenset({images[COOL[4]], leak})]["similarity"],
         }
     ]
-    _train(mclient, h, task["id"])
+    train(mclient, h, task["id"])
     after = mclient.get(url, headers=h).json()
     assert after["computed"] > before["computed"]  # recomputed by the training
     # The two cool pictures labelled warm (one of them the leaked test copy) come first.

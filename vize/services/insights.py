@@ -217,16 +217,17 @@ def suspects(
         if sorted(given) != info[image_id][0]:  # relabelled since the training: not stale
             continue
         score = 1.0 - 0.5 * (float(p_given) + agree[image_id])
-        rows.append((score, image_id, given, predicted, p_pred))
+        rows.append((score, image_id, given, float(p_given), predicted, p_pred))
     rows.sort(key=lambda r: -r[0])
     return [
         {
             "id": image_id,
             "labels": given,
+            "given_prob": round(p_given, 6),
             "predicted": {"id": predicted, "prob": p_pred},
             "suspicion": round(score, 6),
         }
-        for score, image_id, given, predicted, p_pred in rows[:MAX_SUSPECTS]
+        for score, image_id, given, p_given, predicted, p_pred in rows[:MAX_SUSPECTS]
     ]
 
 
