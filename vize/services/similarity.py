@@ -211,8 +211,8 @@ def top_k(
 
 @dataclass
 class Neighbourhood:
-    """For every row: its ``k`` nearest other rows (best first) and their similarities; and
-    every near-duplicate pair (i < j) with its similarity."""
+    """For every row: its ``k`` nearest other rows by backbone cosine (best first) and those
+    cosines; and every near-duplicate pair (i < j) with its descriptor similarity."""
 
     near: np.ndarray  # (N, k) row indices
     sims: np.ndarray  # (N, k)
@@ -230,14 +230,14 @@ def neighbourhood(index: Vectors, k: int, block: int = 1024) -> Neighbourhood:
         cnn, layout = part_similarities(m[start : start + block], m)
         sims = CNN_WEIGHT * cnn + (1 - CNN_WEIGHT) * layout
         rows = np.arange(len(sims))
-        sims[rows, start + rows] = -np.inf  # not its own neighbour
-        hit_r, hit_c = np.nonzero(is_near(cnn, layout) & (sims > -np.inf))
+        cnn[rows, start + rows] = -np.inf  # not its own neighbour
+        hit_r, hit_c = np.nonzero(is_near(cnn, layout))
         for r, c in zip(hit_r.tolist(), hit_c.tolist(), strict=True):
             if start + r < c:
                 pairs.append((start + r, c, float(min(sims[r, c], 1.0))))
-        if k:
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            vals = np.take_along_axis(sims, part, axis=1)
+        if k:  # neighbours by content (backbone cosine): what label they should share
+            part = np.argpartition(-cnn, k - 1, axis=1)[:, :k]
+            vals = np.take_along_axis(cnn, part, axis=1)
             order = np.argsort(-vals, axis=1, kind="stable")
             near[start : start + len(sims)] = np.take_along_axis(part, order, axis=1)
             sims_out[start : start + len(sims)] = np.take_along_axis(vals, order, axis=1)
