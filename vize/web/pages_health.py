@@ -23,6 +23,7 @@ from vize.web.session import Form, PageUser
 
 router = page_router()
 SIMILAR_SHOWN = 24
+SHOWN_SUSPICION = 0.5  # the smoothed probability of the given label is below one half
 
 
 def _images(db: Session, ids: set[str]) -> dict[str, Image]:
@@ -46,6 +47,8 @@ def health_page(task_id: str, request: Request, db: DB, user: PageUser) -> Respo
     context = {
         **task_context(request, task, user, "health"),
         "report": report,
+        # The API lists every image ranked; the page only those the data says are wrong.
+        "suspects": [s for s in report["suspected_mislabels"] if s["suspicion"] >= SHOWN_SUSPICION],
         "images": _images(db, ids),
         "trained": task.production_version >= 1,
     }
