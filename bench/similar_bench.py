@@ -229,18 +229,7 @@ def bench_search_time(sizes: tuple[int, ...] = (10_000, 100_000), reps: int = 50
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", type=Path, required=True)
-    ap.add_argument("--per-label", type=int, default=100)
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--copies", type=int, default=100)
-    ap.add_argument("--trials", type=int, default=5)
-    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: search, mislabels, time")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-    data = dataset(args.dataset)
-    results: dict[str, Any] = {}
+def run_api_parts(args: argparse.Namespace, data: dict, results: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), default_user="", min_images_per_label=5)
         with TestClient(create_app(settings)) as client:
@@ -253,6 +242,22 @@ def main() -> None:
                 results["search_top1"] = search
             if "mislabels" not in args.skip:
                 results["mislabels"] = bench_mislabels(settings, client, data, args.trials)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--per-label", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--copies", type=int, default=100)
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: search, mislabels, time")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    data = dataset(args.dataset)
+    results: dict[str, Any] = {}
+    if {"search", "mislabels"} - set(args.skip):
+        run_api_parts(args, data, results)
     if "time" not in args.skip:
         results["search_time"] = bench_search_time()
     print(json.dumps(results, indent=2))
