@@ -361,8 +361,8 @@ def evaluate(
     block_dims: Sequence[int] | None = None,
     augment: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Hold-out evaluation (stratified split) plus k-fold CV accuracy, as a dict (JSON-ready
-    but for ``cv_probs``, the out-of-fold probability matrix or None).
+    """Hold-out evaluation (stratified split) plus k-fold CV accuracy, as a JSON-ready dict;
+    ``cv_probs`` is the out-of-fold probability matrix (rows in ``ids`` order) or None.
 
     ``augment`` rows (flipped-image embeddings) are only ever used for training samples.
     ``test`` lists every test sample with its true and predicted labels and the score of the
@@ -394,7 +394,8 @@ def evaluate(
         cv_pred = _predict_labels(cv_probs, kind, params.threshold)
         cv_acc = float((cv_pred == targets.astype(bool)).all(axis=1).mean())
     # Out-of-fold probabilities, rows in ``ids`` order: data-health insights read them.
-    result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": cv_probs}
+    probs_json = None if cv_probs is None else cv_probs.round(6).tolist()
+    result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": probs_json}
     return result
 
 

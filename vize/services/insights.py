@@ -66,7 +66,9 @@ def after_training(
         predictions = (
             {}
             if probs is None
-            else predictions_of(ts.image_ids, [lbl.id for lbl in ts.labels], ts.y, kind, probs)
+            else predictions_of(
+                ts.image_ids, [lbl.id for lbl in ts.labels], ts.y, kind, np.asarray(probs)
+            )
         )
         with sessions.begin() as db:
             row = _row(db, task_id)
