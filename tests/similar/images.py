@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 def scene(seed: int, size: int = 96, tint: str = "") -> Image.Image:
     """A picture of its own per seed: a two-colour gradient and a few filled shapes;
-    ``tint`` "warm" or "cool" makes the background red or blue (two visual classes)."""
+    ``tint`` "warm" or "cool" makes the background red or blue and the shapes round or square
+    (two visual classes)."""
     rng = random.Random(seed)
     top = [rng.randrange(256) for _ in range(3)]
     bottom = [rng.randrange(256) for _ in range(3)]
@@ -28,7 +29,10 @@ def scene(seed: int, size: int = 96, tint: str = "") -> Image.Image:
         x0, y0 = rng.randrange(size - 20), rng.randrange(size - 20)
         box = [x0, y0, x0 + rng.randrange(12, size // 2), y0 + rng.randrange(12, size // 2)]
         colour = tuple(rng.randrange(256) for _ in range(3))
-        if rng.random() < 0.5:
+        round_shape = rng.random() < 0.5
+        if tint:  # one kind of shape per class too: two clearly separable classes
+            round_shape = tint == "warm"
+        if round_shape:
             draw.ellipse(box, fill=colour)
         else:
             draw.rectangle(box, fill=colour)
