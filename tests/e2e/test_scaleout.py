@@ -21,8 +21,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import dataset_dir
 from tests.e2e.procs import create_user, serve, stop, vize
+from tests.helpers import image, images
 from vize.db.engine import normalize_url
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ def _setup(c: httpx.Client, per_label: int) -> tuple[str, dict[str, str]]:
     for name in ("airplane", "frog"):
         label = c.post("/v2/label/", json={"name": name, "task": task["id"]}).json()
         labels[name] = label["id"]
-        for f in sorted((dataset_dir() / name).glob("*.png"))[:per_label]:
+        for f in images(name, 0, per_label):
             r = c.post(
                 "/v2/training-image/",
                 data={"labels": label["id"]},
@@ -100,13 +100,13 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
         task_id, labels = _setup(ca, per_label=40)
         assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
         assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
-        img = base64.b64encode((dataset_dir() / "frog" / "frog_090.png").read_bytes()).decode()
+        img = base64.b64encode(image("frog", 90).read_bytes()).decode()
         r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
         assert r.status_code == 200, r.text
         assert r.json()["version"] == 1 and r.json()["records"][0]["best_label"]["name"] == "frog"
 
         # Add images so that version 2 has new embeddings to compute, then kill the worker.
-        for f in sorted((dataset_dir() / "frog").glob("*.png"))[40:70]:
+        for f in images("frog", 40, 70):
             ca.post(
                 "/v2/training-image/",
                 data={"labels": labels["frog"]},

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import _truncate, make_user
+from tests.fixtures import _truncate
+from tests.helpers import make_user
 from tests.inprocess import AppClient, app_client
 from tests.similar.images import png
 from vize.app import create_app
@@ -19,13 +20,16 @@ from vize.config import Settings
 
 
 @pytest.fixture(scope="module")
-def module_settings(tmp_path_factory: pytest.TempPathFactory, pg_database: str | None) -> Settings:
+def module_settings(
+    tmp_path_factory: pytest.TempPathFactory, pg_database: str | None, onnx_dir: Path
+) -> Settings:
     if pg_database:
         _truncate(pg_database)
     data: Path = tmp_path_factory.mktemp("similar") / "data"
     return Settings(
         data_dir=data,
         database_url=pg_database or "",
+        onnx_dir=onnx_dir,
         secret_key="test-secret",
         default_user="",
         min_images_per_label=5,

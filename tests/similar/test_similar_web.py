@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_user
+from tests.helpers import make_user
 from tests.inprocess import AppClient
 from tests.similar.conftest import train, upload
 from tests.similar.images import mirrored, png

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vize.db.tables import Image, ImageLabel, Label, Task, TaskInsight, TaskLabel, User
+from vize.db.tables import Image, ImageLabel, Job, Label, Task, TaskInsight, TaskLabel, User
 from vize.errors import NotFound
 from vize.services import similarity as sim
 from vize.services.common import get_owned
@@ -52,15 +52,17 @@ def after_training(
     sessions: sessionmaker[Session],
     blobs: BlobStore,
     recognizer: Recognizer,
-    model: tuple[str, str],
+    job: Job,
     ts: Any,
     kind: str,
     report: dict[str, Any],
 ) -> None:
-    """The training's hook (``model`` = (task id, model id); ``ts`` its training set,
-    ``report`` its evaluation): store the cross-validated predictions, recompute the data
-    health report. A failure here is logged, never the training's."""
-    task_id, model_id = model
+    """The training job's hook (``ts`` its training set, ``report`` its evaluation): store
+    the cross-validated predictions, recompute the data health report. A failure here is
+    logged, never the training's."""
+    task_id, model_id = job.task_id, job.model_id
+    if task_id is None or model_id is None:
+        return
     try:
         probs = report.get("cv_probs")
         predictions = (
@@ -105,7 +107,7 @@ def recompute(
         info = _image_info(db, task_id, [i for i, _, _ in rows])
         stored = db.get(TaskInsight, task_id)
         predictions = dict(stored.predictions) if stored is not None else {}
-    vectors = sim.load_vectors(sessions, blobs, recognizer, rows)
+    vectors = sim.load_vectors(sessions, blobs, recognizer, rows, owner)
     report = build_report(vectors, info, predictions, kind)
     with sessions.begin() as db:
         row = _row(db, task_id, lock=True)

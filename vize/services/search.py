@@ -8,6 +8,7 @@ other things; ``answer`` (decoding, the backbones, the search) runs in the infer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,15 +18,21 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from vize.config import Settings
 from vize.db.tables import Image, Label, Task, User
 from vize.errors import InvalidInput, NotFound, VizeError
+from vize.services import batch
 from vize.services import similarity as sim
-from vize.services.classify import check_records, decode_records, record_data
+from vize.services.classify import MAX_RECORDS, decode_records, record_data
 from vize.services.common import get_owned, int_field
+from vize.services.fairpool import Priority
+from vize.services.fetch import FetchBudget
 from vize.services.imaging import check_image
+from vize.services.jsonvalue import check_echoed_records
 from vize.services.recognition import Prepared, Recognizer
 from vize.services.tasks import get_task
 from vize.storage import BlobStore
 
 DEFAULT_K = 10
+# A search is a request someone waits for: its embedding work is interactive (by user).
+ASK = Priority.INTERACTIVE
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Query:
 
 @dataclass
 class Admitted:
+    user_id: str  # the key of the search's work in the fair pool
     task: Task
     k: int
     records: list[Any]
@@ -70,19 +78,22 @@ def admit(
     settings: Settings,
     user: User,
     fields: dict[str, Any],
+    budget: FetchBudget,
 ) -> Admitted:
     if not fields.get("task_id") and not fields.get("task"):
         raise InvalidInput("Field 'task_id' is required.", code="required")
-    records = check_records(fields.get("records"))
+    records = batch.check_records(fields.get("records"), MAX_RECORDS)
+    check_echoed_records(records)  # before any fetch: the response echoes them
     k = parse_k(fields.get("k"))
     with sessions() as db:
         task = get_task(db, user, fields.get("task_id") or fields.get("task"))
         label_id = _label_id(db, user, task, fields.get("label"))
         rows = sim.task_image_rows(db, user.id, task.id, label_id)
         id_rows, queries = _id_queries(db, user, records)
-    index = sim.load_vectors(sessions, blobs, recognizer, rows)
-    known = sim.load_vectors(sessions, blobs, recognizer, id_rows) if id_rows else index
-    data = record_data(settings, [r if not _is_id(r) else {} for r in records])
+    load = partial(sim.load_vectors, sessions, blobs, recognizer, key=user.id, priority=ASK)
+    index = load(rows)
+    known = load(id_rows) if id_rows else index
+    data = record_data(settings, [r if not _is_id(r) else {} for r in records], budget)
     for q, item in zip(queries, data, strict=True):
         if q.image_id is not None:
             q.vector = index.row(q.image_id)
@@ -95,7 +106,7 @@ def admit(
                 q.error = item
             else:
                 q.data = item
-    return Admitted(task, k, records, queries, index)
+    return Admitted(user.id, task, k, records, queries, index)
 
 
 def _is_id(record: Any) -> bool:
@@ -125,7 +136,9 @@ def _id_queries(
 def answer(recognizer: Recognizer, settings: Settings, job: Admitted) -> list[Query]:
     """Embed the byte records (decode errors become that record's error); in the pool."""
     todo = [q for q in job.queries if q.data is not None and q.error is None]
-    prepared = decode_records(recognizer, [q.data for q in todo if q.data is not None])
+    data: list[bytes | VizeError] = [q.data for q in todo if q.data is not None]
+    # The index holds the server's backbones' descriptors: the queries get the same.
+    prepared = decode_records(recognizer, data, recognizer.backbones)
     good: list[tuple[Query, Prepared, Any]] = []
     for q, p in zip(todo, prepared, strict=True):
         if isinstance(p, VizeError):

@@ -27,9 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vize.db.tables import Embedding, Image, ImageLabel, TaskLabel
+from vize.services.embeddings import ensure_embeddings
+from vize.services.fairpool import Priority
 from vize.services.imaging import make_thumbnail
 from vize.services.recognition import Prepared, Recognizer, cached_embeddings
-from vize.services.training import ensure_embeddings
 from vize.storage import BlobStore
 
 LAYOUT = "layout12"  # its rows in the embedding cache: backbone=LAYOUT, view="orig"
@@ -165,12 +166,18 @@ def load_vectors(
     blobs: BlobStore,
     recognizer: Recognizer,
     rows: list[tuple[str, str, str]],
+    key: str,
+    priority: Priority = Priority.BACKGROUND,
 ) -> Vectors:
     """Descriptors of (id, blob key, thumb key) rows; images without cached embeddings are
-    embedded first (in the recognizer's pool: do not call this from inside it)."""
+    embedded first, in the recognizer's fair pool as ``key`` (the owner's id, so one user's
+    large task shares the workers with the others): do not call this from inside the pool."""
     if not rows:
         return Vectors([], np.zeros((0, 0), np.float32))
-    emb = ensure_embeddings(sessions, blobs, recognizer, [(i, b) for i, b, _ in rows], ("orig",))
+    images = [(i, b) for i, b, _ in rows]
+    emb = ensure_embeddings(
+        sessions, blobs, recognizer, images, ("orig",), key=key, priority=priority
+    )
     thumbs = {i: t for i, _, t in rows}
     layouts = ensure_layouts(sessions, blobs, [(i, thumbs[i]) for i in emb.image_ids])
     ids = [i for i in emb.image_ids if i in layouts]
@@ -281,8 +288,9 @@ def near_duplicates_of(
     others = [rows[i] for i in sorted(embedded)]
     if not others:
         return []
-    new = load_vectors(sessions, blobs, recognizer, [mine])
-    index = load_vectors(sessions, blobs, recognizer, others)
+    # The upload waits for this: the caller's interactive share of the pool.
+    new = load_vectors(sessions, blobs, recognizer, [mine], owner_id, Priority.INTERACTIVE)
+    index = load_vectors(sessions, blobs, recognizer, others, owner_id, Priority.INTERACTIVE)
     if not new.ids or not index.ids:
         return []
     cnn, layout = part_similarities(index.matrix, new.matrix[:1])

@@ -37,7 +37,7 @@ def health_page(task_id: str, request: Request, db: DB, user: PageUser) -> Respo
     state = get_state(request)
     db.commit()  # the report may take a while to compute: give the connection back
     report = insights_service.get_insights(
-        state.sessions, state.blobs, state.services["recognizer"], user, task.id
+        state.sessions, state.blobs, state.services.recognizer, user, task.id
     )
     ids = {i for g in report["near_duplicates"] for i in g["images"]}
     ids |= {s["id"] for s in report["suspected_mislabels"]}
@@ -61,7 +61,7 @@ def recompute(task_id: str, request: Request, db: DB, user: PageUser, form: Form
     state = get_state(request)
     db.commit()
     insights_service.get_insights(
-        state.sessions, state.blobs, state.services["recognizer"], user, task.id, True
+        state.sessions, state.blobs, state.services.recognizer, user, task.id, True
     )
     return redirect(request, f"/tasks/{task.id}/health", "Data health recomputed.")
 
@@ -126,9 +126,10 @@ def similar_page(task_id: str, image_id: str, request: Request, db: DB, user: Pa
 
 def _similar(state: AppState, user: User, task: Task, image: Image) -> list[tuple[str, float]]:
     fields = {"task_id": task.id, "k": SIMILAR_SHOWN, "records": [{"_id": image.id}]}
-    recognizer = state.services["recognizer"]
+    services = state.services
+    budget = services.fetcher.budget(state.settings, user.id)  # by id only: no URL is fetched
     job = search_service.admit(
-        state.sessions, state.blobs, recognizer, state.settings, user, fields
+        state.sessions, state.blobs, services.recognizer, state.settings, user, fields, budget
     )
     query = job.queries[0]
     if query.vector is None:

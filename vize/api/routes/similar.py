@@ -22,6 +22,7 @@ from vize.errors import VizeError
 from vize.services import insights as insights_service
 from vize.services import search as svc
 from vize.services import similarity
+from vize.services.fairpool import Priority
 
 router = SlashRouter(tags=["similarity"])
 
@@ -62,8 +63,11 @@ def _admit(state: AppState, request: Request, fields: dict[str, Any] | VizeError
         db.expunge(user)
     if isinstance(fields, VizeError):
         raise fields
-    recognizer = state.services["recognizer"]
-    return svc.admit(state.sessions, state.blobs, recognizer, state.settings, user, fields)
+    services = state.services
+    budget = services.fetcher.budget(state.settings, user.id)
+    return svc.admit(
+        state.sessions, state.blobs, services.recognizer, state.settings, user, fields, budget
+    )
 
 
 @router.post(
@@ -73,9 +77,12 @@ async def similar(
     request: Request, state: State, _: HasCredentials, fields: FieldsAfterAuth
 ) -> dict[str, Any]:
     job = await run_in_threadpool(_admit, state, request, fields)
-    recognizer = state.services["recognizer"]
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(recognizer.pool, svc.answer, recognizer, state.settings, job)
+    recognizer = state.services.recognizer
+    # Decoding and the backbones in the fair pool, keyed by the user like classification.
+    future = recognizer.pool.submit_for(
+        job.user_id, Priority.INTERACTIVE, svc.answer, recognizer, state.settings, job
+    )
+    await asyncio.wrap_future(future)
     root = base_url(request, state.settings)
     prefix = "/recognition/v2" if request.url.path.startswith("/recognition/") else "/v2"
 
@@ -98,13 +105,13 @@ def insights(
     recompute: bool = Query(False, description="Recompute now instead of the stored report."),
 ) -> dict[str, Any]:
     return insights_service.get_insights(
-        state.sessions, state.blobs, state.services["recognizer"], user, task_id, recompute
+        state.sessions, state.blobs, state.services.recognizer, user, task_id, recompute
     )
 
 
 def upload_duplicates(state: AppState, owner_id: str, image_id: str) -> list[str]:
     """The upload route's hook: ids of the caller's images the new one nearly duplicates."""
-    recognizer = state.services["recognizer"]
+    recognizer = state.services.recognizer
     return similarity.near_duplicates_of(
         state.sessions, state.blobs, recognizer, owner_id, image_id
     )
