@@ -4,14 +4,18 @@ with the real backbone (generated pictures; one app for the module)."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from tests.api.helpers import assert_error
 from tests.inprocess import AppClient
 from tests.similar.conftest import COOL, MISLABELLED, WARM, train, upload
 from tests.similar.images import altered, mirrored, png
+from vize.services.fairpool import Priority
 
 
 def _b64(data: bytes) -> str:
@@ -152,3 +156,49 @@ def test_insights(
     fresh = mclient.get(url + "?recompute=true", headers=h).json()
     assert fresh["computed"] > after["computed"]
     assert all(copy not in g["images"] for g in fresh["near_duplicates"])
+
+
+def test_the_search_runs_in_the_fair_pool_as_its_user(
+    mclient: AppClient, module_app: FastAPI, owner: dict, task: dict
+) -> None:
+    """The query's decoding and backbones are an interactive task of the inference pool keyed
+    by the user: with the workers held, it queues under the owner's key, so the owner's next
+    task waits for another user's (round robin), as it would not under a shared key."""
+    pool = module_app.state.vize.services.recognizer.pool
+    gates = [threading.Event() for _ in range(pool.workers)]
+    started = threading.Semaphore(0)
+
+    def hold(gate: threading.Event) -> None:
+        started.release()
+        gate.wait(60)
+
+    held = [
+        pool.submit_for(f"holder-{i}", Priority.INTERACTIVE, hold, g) for i, g in enumerate(gates)
+    ]
+    order: list[str] = []
+    result: dict[str, Any] = {}
+    body = {"task_id": task["id"], "records": [{"_base64": _b64(altered(WARM[1], "warm"))}]}
+    searching = threading.Thread(
+        target=lambda: result.update(r=_search(mclient, owner["headers"], body))
+    )
+    try:
+        for _ in gates:
+            assert started.acquire(timeout=60)
+        searching.start()
+        deadline = time.monotonic() + 60
+        while pool.queued(Priority.INTERACTIVE) < 1:
+            assert time.monotonic() < deadline, "the search never reached the pool"
+            time.sleep(0.01)
+        mine = pool.submit_for(owner["id"], Priority.INTERACTIVE, order.append, "owner")
+        other = pool.submit_for("someone-else", Priority.INTERACTIVE, order.append, "other")
+        gates[0].set()  # one worker: the search, then the queue in its fair order
+        mine.result(60), other.result(60)
+    finally:
+        for gate in gates:
+            gate.set()
+        for future in held:
+            future.result(60)
+        if searching.ident is not None:  # started
+            searching.join(60)
+    assert order == ["other", "owner"]
+    assert result["r"].status_code == 200, result["r"].text
