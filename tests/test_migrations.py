@@ -163,3 +163,40 @@ def test_0005_keeps_users_and_starts_their_addresses_unconfirmed(fresh_engine: E
     upgrade(fresh_engine)
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert _version(fresh_engine) == [head]
+
+
+def test_0006_adds_task_insights_and_keeps_the_tasks(fresh_engine: Engine) -> None:
+    """0006 (issue 16) adds ``task_insights`` on top of 0005; an existing task survives it
+    both ways, and the downgrade drops only the new table."""
+    _migrate(fresh_engine, "0005")
+    assert "task_insights" not in inspect(fresh_engine).get_table_names()
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, email, password_hash, api_token, notify_email,"
+                " email_verified, created) VALUES ('u1', 'u', '', '', 't', false, false, :c)"
+            ),
+            {"c": "2026-01-01 00:00:00+00:00"},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tasks (id, owner_id, name, description, type, production_version,"
+                " production_pinned, last_train_status, webhook_url, webhook_secret, created,"
+                " updated) VALUES ('t1', 'u1', 'cats', '', 'multi_class', 0, false, '', '',"
+                " '', :c, :c)"
+            ),
+            {"c": "2026-01-01 00:00:00+00:00"},
+        )
+    _migrate(fresh_engine, "0006")
+    assert _version(fresh_engine) == ["0006"]
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO task_insights (task_id, predictions, report, kept)"
+                " VALUES ('t1', '{}', '{}', '{}')"
+            )
+        )
+    _migrate(fresh_engine, "0005", down=True)
+    assert "task_insights" not in inspect(fresh_engine).get_table_names()
+    with fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT id, name FROM tasks")).all() == [("t1", "cats")]

@@ -18,7 +18,7 @@ from itsdangerous import URLSafeTimedSerializer
 from vize import __version__, web
 from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
 from vize.api.limits import install_request_gate
-from vize.api.routes import account, classify, images, labels, models, tasks, training
+from vize.api.routes import account, classify, images, labels, models, similar, tasks, training
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
@@ -49,7 +49,7 @@ def load_secret(settings: Settings) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(note_workspace)])
-    for module in (tasks, labels, images, account, training, models, classify):
+    for module in (tasks, labels, images, account, training, models, classify, similar):
         router.include_router(module.router)
     return router
 

@@ -42,6 +42,7 @@ from vize.client.objects import (
     UsageDay,
 )
 from vize.client.resources import UploadItem, UploadResult
+from vize.client.similarity import Insights, SimilarImage, SimilarResult
 
 __all__ = [
     "CLASSIFY_BATCH",
@@ -52,6 +53,7 @@ __all__ = [
     "Conflict",
     "Image",
     "ImageInput",
+    "Insights",
     "Job",
     "Label",
     "LabelScore",
@@ -65,6 +67,8 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "ServerError",
+    "SimilarImage",
+    "SimilarResult",
     "Task",
     "TrainingFailed",
     "TrainingInProgress",

@@ -337,6 +337,43 @@ def _classification_json(result: Classification) -> dict[str, Any]:
 
 
 @_with_client
+def cmd_insights(args: argparse.Namespace, client: VizeClient) -> int:
+    task = client.tasks.resolve(args.task)
+    report = client.insights(task, recompute=args.recompute)
+    if args.json:
+        dump_json(report.raw)
+        return 0
+    print(f"Data health of {task.name!r} (computed {report.computed or 'never'}):")
+    print(f"\n{len(report.near_duplicates)} group(s) of near-duplicate images")
+    table(
+        ["IMAGES", "SIMILARITY", "LABELS DIFFER"],
+        [
+            [" ".join(g["images"]), g["similarity"], g["labels_differ"]]
+            for g in report.near_duplicates
+        ],
+    )
+    print(f"\n{len(report.suspected_mislabels)} suspected mislabel(s), most suspicious first")
+    table(
+        ["IMAGE", "LABELS", "PREDICTED", "PROB"],
+        [
+            [
+                s["id"],
+                ", ".join(lbl["name"] for lbl in s["labels"]),
+                s["predicted"]["name"],
+                s["predicted"]["prob"],
+            ]
+            for s in report.suspected_mislabels
+        ],
+    )
+    print(f"\n{len(report.test_leaks)} test image(s) leaked from the training set")
+    table(
+        ["TEST IMAGE", "TRAINING IMAGE", "SIMILARITY"],
+        [[x["test_image"], x["train_image"], x["similarity"]] for x in report.test_leaks],
+    )
+    return 0
+
+
+@_with_client
 def cmd_models_list(args: argparse.Namespace, client: VizeClient) -> int:
     task = client.tasks.resolve(args.task)
     models = sorted(client.models.iter(task.id), key=lambda m: m.version)
@@ -499,6 +536,15 @@ def _register_data(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     _json_flag(p)
     p.set_defaults(func=cmd_classify)
+    p = sub.add_parser(
+        "insights",
+        parents=[common],
+        help="data health: near-duplicates, suspected mislabels, test leaks",
+    )
+    p.add_argument("task", help="task id or name")
+    p.add_argument("--recompute", action="store_true", help="recompute instead of the stored")
+    _json_flag(p)
+    p.set_defaults(func=cmd_insights)
 
 
 def _register_models(sub: Any, common: argparse.ArgumentParser) -> None:

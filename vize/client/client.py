@@ -12,8 +12,9 @@ import httpx
 from vize.client._http import Http
 from vize.client.errors import TrainingFailed, TrainingTimeout, VizeAPIError
 from vize.client.imageio import ImageInput, is_single, prepare
-from vize.client.objects import Account, Classification, Job, Json, Model, Usage
+from vize.client.objects import Account, Classification, Image, Job, Json, Model, Usage
 from vize.client.resources import Images, Labels, Models, Ref, Tasks, ref
+from vize.client.similarity import Insights, SimilarResult
 
 CLASSIFY_BATCH = 10  # the API's limit of records per /v2/classify call
 DEFAULT_TIMEOUT = 60.0
@@ -214,6 +215,52 @@ class VizeClient:
             )
             for i, p in enumerate(prepared)
         ]
+
+    # -- similarity and data health ----------------------------------------------------------
+
+    def similar(
+        self,
+        task: Ref,
+        images: ImageInput | Image | Iterable[ImageInput | Image],
+        *,
+        k: int = 10,
+        label: Ref | None = None,
+        resize: int | None = 512,
+    ) -> list[SimilarResult]:
+        """Your training images of ``task`` most similar to each query, best first (``k`` per
+        query, at most 100; ``label`` keeps one label's images). A query is an image (path,
+        URL, bytes, PIL image) or one of your training images (an ``Image``)."""
+        single = isinstance(images, Image) or is_single(images)
+        inputs = [images] if single else list(cast(Iterable[ImageInput | Image], images))
+        out: list[SimilarResult] = []
+        for start in range(0, len(inputs), CLASSIFY_BATCH):
+            batch = inputs[start : start + CLASSIFY_BATCH]
+            records, sources = [], []
+            for item in batch:
+                if isinstance(item, Image):
+                    records.append({"_id": item.id})
+                    sources.append(item.id)
+                    continue
+                p = prepare(cast(ImageInput, item), resize)
+                sources.append(p.source)
+                data = base64.b64encode(p.data or b"").decode("ascii")
+                records.append({"_url": p.url} if p.url else {"_base64": data})
+            body: dict[str, Any] = {"task_id": ref(task), "k": k, "records": records}
+            if label is not None:
+                body["label"] = ref(label)
+            answer = self._http.json("POST", "similar/", json=body, idempotent=True)
+            rows = answer.get("records") or []
+            out += [
+                SimilarResult.from_json(rows[i] if i < len(rows) else _missing(), src)
+                for i, src in enumerate(sources)
+            ]
+        return out
+
+    def insights(self, task: Ref, *, recompute: bool = False) -> Insights:
+        """The task's data health: near-duplicates, suspected mislabels, test leaks."""
+        params = {"recompute": "true"} if recompute else None
+        answer = self._http.json("GET", f"task/{ref(task)}/insights/", params=params)
+        return Insights.from_json(answer)
 
 
 def _missing() -> Json:

@@ -224,3 +224,20 @@ class Usage(Base):
     )
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     classifications: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TaskInsight(Base):
+    """Data-health state of a task: what the last training's cross-validation predicted for
+    each image (mislabel suspects come from it), the last computed report, and the images
+    the owner chose to keep as labelled."""
+
+    __tablename__ = "task_insights"
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # image id -> [given label ids, p(given), predicted label id, p(predicted)]
+    predictions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    computed: Mapped[datetime | None] = mapped_column(nullable=True)
+    kept: Mapped[dict[str, Any]] = mapped_column(default=dict)  # image id -> kept at (ISO)

@@ -306,6 +306,25 @@ def cross_val_accuracy(
     augment: np.ndarray | None = None,
 ) -> tuple[float | None, int]:
     """Stratified k-fold accuracy (exact match for multi_label) -> (accuracy, folds)."""
+    probs, k = cross_val_predictions(X, targets, labels, kind, params, dims, ids, augment)
+    if probs is None:
+        return None, 0
+    pred = _predict_labels(probs, kind, params.threshold)
+    return float((pred == targets.astype(bool)).all(axis=1).mean()), k
+
+
+def cross_val_predictions(
+    X: np.ndarray,
+    targets: np.ndarray,
+    labels: Sequence[str],
+    kind: HeadKind,
+    params: TrainParams,
+    dims: tuple[int, ...],
+    ids: Sequence[Any],
+    augment: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, int]:
+    """Out-of-fold probabilities (N, labels) of a stratified k-fold: each sample scored by
+    the head that did not see it (what mislabel detection needs) -> (probs, folds)."""
     k = min(params.cv_folds, len(X))
     if k < 2:
         return None, 0
@@ -319,15 +338,14 @@ def cross_val_accuracy(
         for j in rng.permutation(len(members)):
             fold[members[j]] = position % k
             position += 1
-    correct = 0
+    probs = np.zeros((len(X), len(labels)))
     for f in range(k):
         test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         if len({strata[i] for i in train}) < 2 and kind == "multi_class":
             return None, 0
         head = _fit_subset(X, targets, train, labels, kind, params, dims, augment)
-        pred = _predict_labels(head_scores(head, X[test]), kind, params.threshold)
-        correct += int((pred == targets[test].astype(bool)).all(axis=1).sum())
-    return correct / len(X), k
+        probs[test] = head_scores(head, X[test])
+    return probs, k
 
 
 def evaluate(
@@ -342,7 +360,8 @@ def evaluate(
     block_dims: Sequence[int] | None = None,
     augment: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Hold-out evaluation (stratified split) plus k-fold CV accuracy, as a JSON-ready dict.
+    """Hold-out evaluation (stratified split) plus k-fold CV accuracy, as a JSON-ready dict;
+    ``cv_probs`` is the out-of-fold probability matrix (rows in ``ids`` order) or None.
 
     ``augment`` rows (flipped-image embeddings) are only ever used for training samples.
     ``test`` lists every test sample with its true and predicted labels and the score of the
@@ -368,8 +387,14 @@ def evaluate(
     else:
         result |= {"accuracy": None, "per_label": {}, "confusion_matrix": [], "test": []}
     result["test_ids"] = [ids[i] for i in test_idx]
-    cv_acc, folds = cross_val_accuracy(X, targets, labels, kind, params, dims, ids, augment)
-    result |= {"cv_accuracy": cv_acc, "cv_folds": folds}
+    cv_probs, folds = cross_val_predictions(X, targets, labels, kind, params, dims, ids, augment)
+    cv_acc = None
+    if cv_probs is not None:
+        cv_pred = _predict_labels(cv_probs, kind, params.threshold)
+        cv_acc = float((cv_pred == targets.astype(bool)).all(axis=1).mean())
+    # Out-of-fold probabilities, rows in ``ids`` order: data-health insights read them.
+    probs_json = None if cv_probs is None else cv_probs.round(6).tolist()
+    result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": probs_json}
     return result
 
 

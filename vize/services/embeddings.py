@@ -3,6 +3,7 @@ and the ``embed`` job that fills it for new uploads so a training starts warm.""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,12 @@ def ensure_embeddings(
     images: list[tuple[str, str]],
     views: tuple[str, ...],
     progress: ProgressFn | None = None,
+    key: Hashable = "embedding",
+    priority: Priority = Priority.BACKGROUND,
 ) -> EmbeddingSet:
-    """Embed every (image id, blob key) not cached yet, in batches; return all vectors."""
+    """Embed every (image id, blob key) not cached yet, in batches; return all vectors.
+    ``key`` and ``priority`` place the chunks in the fair pool: a request embedding for a
+    user (a similarity search) passes the user's id, so it shares the pool fairly."""
     ids = [image_id for image_id, _ in images]
     keys = dict(images)
     with sessions() as db:
@@ -53,8 +58,8 @@ def ensure_embeddings(
     # classification request waits for at most one chunk, not for the whole training.
     futures = [
         recognizer.pool.submit_for(
-            "embedding",
-            Priority.BACKGROUND,  # classification goes first
+            key,
+            priority,  # by default BACKGROUND: classification goes first
             _embed_chunk,
             blobs,
             recognizer,

@@ -15,7 +15,7 @@ from vize.db.engine import savepoint
 from vize.db.states import ACTIVE_JOB_STATES, JobKind, TrainStatus
 from vize.db.tables import ImageLabel, Job, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
-from vize.services import jobstore, trainset
+from vize.services import insights, jobstore, trainset
 from vize.services.context import JobContext, ProgressFn
 from vize.services.embeddings import ensure_embeddings
 
@@ -153,6 +153,8 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     progress(0.85, "Training and evaluating the model")
     report, artifact = trainset.fit(ts, emb, kind, backbones, ctx.views)
     fit_seconds = time.perf_counter() - started - embed_seconds
+    # Data health: keep the cross-validated predictions (the hook logs its own failures).
+    insights.after_training(ctx.sessions, ctx.blobs, ctx.recognizer, job, ts, kind, report)
     key = model_key(job)
     ctx.blobs.put(key, artifact)  # written before the row says "trained": never half a model
     metrics = trainset.shape_metrics(

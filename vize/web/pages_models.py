@@ -14,6 +14,7 @@ from vize.errors import InvalidInput, NotFound
 from vize.services import tasks as tasks_service
 from vize.services import training as training_service
 from vize.web import views
+from vize.web.pages_health import leaked_test_images
 from vize.web.pages_tasks import task_context
 from vize.web.render import redirect, render
 from vize.web.routing import page_router
@@ -45,6 +46,7 @@ def training_page(
         "heatmap": views.heatmap(metrics.get("confusion_matrix")),
         "misclassified": views.misclassified(metrics),
         "training": _latest_training(db, task),
+        "leaked": leaked_test_images(db, task),  # data health: marked on the evaluation
     }
     return render(request, "tasks/training.html", context)
 

@@ -23,6 +23,7 @@ from vize.api.deps import (
     image_links,
     strict_json,
 )
+from vize.api.routes.similar import upload_duplicates
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import (
     ImageJsonIn,
@@ -213,6 +214,7 @@ def _store_one(
     if not up.created:
         response.status_code = 200
         return _duplicate_body(out)
+    out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
     state.services.after_upload(user.id)
     return out
 
@@ -247,6 +249,7 @@ def _one_record(
         store = partial(_store, request, settings, user, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if up.created:
+            out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
             return {**echo, **out, "_status": batch.ok_status("Created", 201)}
         return {**echo, **_duplicate_body(out), "_status": batch.ok_status(out["id"])}
     except VizeError as exc:

@@ -1,0 +1,198 @@
+"""``POST /v2/similar``: the caller's training images most similar to up to 10 query images.
+
+Two steps, like classification: ``admit`` (authentication done by the caller; the body, the
+task, each record's bytes or image id, the task's descriptors, embedding what is not cached)
+runs in the general thread pool, because fetching URLs and embedding missing images wait on
+other things; ``answer`` (decoding, the backbones, the search) runs in the inference pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from vize.config import Settings
+from vize.db.tables import Image, Label, Task, User
+from vize.errors import InvalidInput, NotFound, VizeError
+from vize.services import batch
+from vize.services import similarity as sim
+from vize.services.classify import MAX_RECORDS, decode_records, record_data
+from vize.services.common import get_owned, int_field
+from vize.services.fairpool import Priority
+from vize.services.fetch import FetchBudget
+from vize.services.imaging import check_image
+from vize.services.jsonvalue import check_echoed_records
+from vize.services.recognition import Prepared, Recognizer
+from vize.services.tasks import get_task
+from vize.storage import BlobStore
+
+DEFAULT_K = 10
+# A search is a request someone waits for: its embedding work is interactive (by user).
+ASK = Priority.INTERACTIVE
+
+
+@dataclass
+class Query:
+    """One record: an image id of the caller's (its descriptor known), or bytes to embed."""
+
+    image_id: str | None = None
+    vector: np.ndarray | None = None
+    data: bytes | None = None
+    error: VizeError | None = None
+
+
+@dataclass
+class Admitted:
+    user_id: str  # the key of the search's work in the fair pool
+    task: Task
+    k: int
+    records: list[Any]
+    queries: list[Query]
+    index: sim.Vectors
+
+
+def parse_k(value: Any) -> int:
+    k = DEFAULT_K if value in (None, "") else int_field(value, "k")
+    if not 1 <= k <= sim.MAX_K:
+        raise InvalidInput(f"'k' must be between 1 and {sim.MAX_K}.", code="invalid_field")
+    return k
+
+
+def _label_id(db: Session, user: User, task: Task, value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    label = get_owned(db, Label, value, user.id, "Label")
+    if label.id not in {lbl.id for lbl in task.labels}:
+        raise NotFound("Label not found in this task.", code="not_found")
+    return label.id
+
+
+def admit(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    recognizer: Recognizer,
+    settings: Settings,
+    user: User,
+    fields: dict[str, Any],
+    budget: FetchBudget,
+) -> Admitted:
+    if not fields.get("task_id") and not fields.get("task"):
+        raise InvalidInput("Field 'task_id' is required.", code="required")
+    records = batch.check_records(fields.get("records"), MAX_RECORDS)
+    check_echoed_records(records)  # before any fetch: the response echoes them
+    k = parse_k(fields.get("k"))
+    with sessions() as db:
+        task = get_task(db, user, fields.get("task_id") or fields.get("task"))
+        label_id = _label_id(db, user, task, fields.get("label"))
+        rows = sim.task_image_rows(db, user.id, task.id, label_id)
+        id_rows, queries = _id_queries(db, user, records)
+    load = partial(sim.load_vectors, sessions, blobs, recognizer, key=user.id, priority=ASK)
+    index = load(rows)
+    known = load(id_rows) if id_rows else index
+    data = record_data(settings, [r if not _is_id(r) else {} for r in records], budget)
+    for q, item in zip(queries, data, strict=True):
+        if q.image_id is not None:
+            q.vector = index.row(q.image_id)
+            if q.vector is None:
+                q.vector = known.row(q.image_id)
+            if q.vector is None:
+                q.error = NotFound("Image not found (or its file is gone).", code="not_found")
+        elif q.error is None:
+            if isinstance(item, VizeError):
+                q.error = item
+            else:
+                q.data = item
+    return Admitted(user.id, task, k, records, queries, index)
+
+
+def _is_id(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("_id") not in (None, "")
+
+
+def _id_queries(
+    db: Session, user: User, records: list[Any]
+) -> tuple[list[tuple[str, str, str]], list[Query]]:
+    """Records that name a training image: the image must be the caller's (404 otherwise,
+    for that record only)."""
+    rows, queries = [], []
+    for record in records:
+        if not _is_id(record):
+            queries.append(Query())
+            continue
+        try:
+            image = get_owned(db, Image, record["_id"], user.id, "Image")
+        except NotFound as exc:
+            queries.append(Query(error=exc))
+            continue
+        rows.append((image.id, image.blob_key, image.thumb_key))
+        queries.append(Query(image_id=image.id))
+    return rows, queries
+
+
+def answer(recognizer: Recognizer, settings: Settings, job: Admitted) -> list[Query]:
+    """Embed the byte records (decode errors become that record's error); in the pool."""
+    todo = [q for q in job.queries if q.data is not None and q.error is None]
+    data: list[bytes | VizeError] = [q.data for q in todo if q.data is not None]
+    # The index holds the server's backbones' descriptors: the queries get the same.
+    prepared = decode_records(recognizer, data, recognizer.backbones)
+    good: list[tuple[Query, Prepared, Any]] = []
+    for q, p in zip(todo, prepared, strict=True):
+        if isinstance(p, VizeError):
+            q.error = p
+            continue
+        try:
+            img = check_image(
+                q.data or b"",
+                max_bytes=settings.max_upload_bytes,
+                max_pixels=settings.max_image_pixels,
+            ).image
+        except VizeError as exc:
+            q.error = exc
+            continue
+        good.append((q, p, img))
+    if good:
+        vectors = sim.query_vectors(recognizer, [p for _, p, _ in good], [i for _, _, i in good])
+        for (q, _, _), vec in zip(good, vectors, strict=True):
+            q.vector = vec
+    return job.queries
+
+
+def results(
+    sessions: sessionmaker[Session], job: Admitted, thumb_url: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """The records echoed with ``_status`` and ``similar`` (best first); and how many failed."""
+    found: list[list[tuple[str, float]] | None] = []
+    for q in job.queries:
+        if q.vector is None:
+            found.append(None)
+            continue
+        found.append(sim.top_k(job.index, q.vector, job.k, exclude=q.image_id))
+    ids = {i for hits in found if hits for i, _ in hits}
+    with sessions() as db:
+        images = db.scalars(
+            select(Image).where(Image.id.in_(ids)).options(selectinload(Image.labels))
+        ).all()
+        labels = {im.id: [{"id": lb.id, "name": lb.name} for lb in im.labels] for im in images}
+    out, failed = [], 0
+    for record, q, hits in zip(job.records, job.queries, found, strict=True):
+        echo = (
+            {k: v for k, v in record.items() if k != "_base64"} if isinstance(record, dict) else {}
+        )
+        if hits is None:
+            err = q.error or InvalidInput("Nothing to search with.", code="invalid_record")
+            out.append(
+                {**echo, "_status": {"code": err.status, "text": err.detail, "error": err.code}}
+            )
+            failed += 1
+            continue
+        similar = [
+            {"id": i, "similarity": s, "labels": labels.get(i, []), "thumb_img_path": thumb_url(i)}
+            for i, s in hits
+            if i in labels  # deleted since the index was read: left out
+        ]
+        out.append({**echo, "_status": {"code": 200, "text": "OK"}, "similar": similar})
+    return out, failed
