@@ -22,8 +22,9 @@ from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
 from vize.errors import install_error_handlers
-from vize.services.orphans import sweep_orphans
-from vize.storage import LocalBlobStore
+from vize.observability.http import install_operations
+from vize.observability.lifecycle import start_operations
+from vize.storage import open_blob_store
 
 API_PREFIXES = ("/v2", "/recognition/v2")
 Extension = Callable[[FastAPI, AppState], Any]
@@ -61,13 +62,11 @@ def create_app(
         state = AppState(
             settings=settings,
             sessions=make_sessionmaker(engine),
-            blobs=LocalBlobStore(settings.blob_dir),
+            blobs=open_blob_store(settings),
             signer=URLSafeTimedSerializer(load_secret(settings), salt="vize-session"),
             services={},
         )
         app.state.vize = state
-        # Before serving: no upload of ours is in flight yet.
-        sweep_orphans(state.sessions, state.blobs, settings.orphan_grace_seconds)
         closers = []
         for hook in hooks:
             closer = hook(app, state)
@@ -90,6 +89,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_request_gate(app, settings, authenticate_scope)
+    install_operations(app, settings)  # outermost: request ids, logs, metrics, health
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
@@ -100,7 +100,7 @@ def create_app(
 
 
 def default_extensions() -> list[Extension]:
-    return [install_jobs]
+    return [install_jobs, start_operations]  # operations last: it uses the jobs' services
 
 
 def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:

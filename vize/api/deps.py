@@ -122,6 +122,7 @@ def note_credential_failure(state: AppState, request: Request) -> None:
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
     user = authenticate(request, state, db)
+    request.scope.setdefault("state", {})["vize_log_user_id"] = user.id  # the request's log line
     # End the lookup's transaction: its pooled connection goes back now, not when the request
     # ends. Routes that then open their own sessions (uploads, classify, training) would
     # otherwise hold two connections each, and under load every request would wait for a

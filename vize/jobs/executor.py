@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from vize.config import Settings
 from vize.db.tables import Job
 from vize.errors import VizeError
 from vize.jobs import store
+from vize.observability.logs import log_job_event
 from vize.storage import BlobStore
 
 log = logging.getLogger("vize.jobs")
@@ -102,19 +104,24 @@ def execute(ctx: JobContext, job_id: str) -> str:
         assert job is not None
         db.expunge(job)
     handler, on_failure = HANDLERS[job.kind]
+    started = time.monotonic()
+    log_job_event(job, "started", worker)
     try:
         with Progress(ctx, job_id, worker) as progress:
             message = handler(ctx, job, progress) or ""
     except JobLost:
+        log_job_event(job, "lost", worker, started)
         return "lost"
     except Exception as exc:
         error = exc.detail if isinstance(exc, VizeError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, VizeError):
             log.error("job %s (%s) failed:\n%s", job_id, job.kind, traceback.format_exc())
         record_failure(ctx, job, error, on_failure)
+        log_job_event(job, "failed", worker, started)
         return "failed"
     with ctx.sessions.begin() as db:
         store.finish(db, job_id, worker, message)
+    log_job_event(job, "succeeded", worker, started)
     return "succeeded"
 
 

@@ -15,7 +15,7 @@ from vize.jobs.executor import JobContext
 from vize.jobs.runners import CeleryRunner, EmbeddedRunner, JobRunner
 from vize.services.notify import Notifier
 from vize.services.recognition import Recognizer
-from vize.storage import LocalBlobStore
+from vize.storage import open_blob_store
 
 
 def build_context(
@@ -28,7 +28,7 @@ def build_context(
     ctx = JobContext(
         settings=settings,
         sessions=sessions,
-        blobs=blobs or LocalBlobStore(settings.blob_dir),
+        blobs=blobs or open_blob_store(settings),
     )
     ctx.services["trainer_recognizer"] = recognizer or Recognizer(
         settings, pool_size=max(1, settings.train_threads)

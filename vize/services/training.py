@@ -128,6 +128,7 @@ class EmbeddingSet:
     image_ids: list[str]
     vectors: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)  # deleted meanwhile: no file to embed
+    computed: int = 0  # images not in the cache, embedded now (the rest were cache hits)
 
 
 def ensure_embeddings(
@@ -172,7 +173,7 @@ def ensure_embeddings(
     if gone:
         dropped = set(gone)
         ids = [i for i in ids if i not in dropped]
-    out = EmbeddingSet(ids, gone=gone)
+    out = EmbeddingSet(ids, gone=gone, computed=len(missing))
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
     return out
