@@ -33,10 +33,15 @@ def route_template(scope: Scope) -> str:
     """The matched route's template, never the raw path: bounded label values, and no ids or
     tokens from a path in metrics or logs."""
     route = scope.get("route")
-    path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if path:
-        return str(scope.get("root_path", "")) + str(path)
-    return "/static" if str(scope.get("path", "")).startswith("/static/") else "unmatched"
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    raw = str(scope.get("path", ""))
+    if not template:
+        return "/static" if raw.startswith("/static/") else "unmatched"
+    # FastAPI keeps an included router's routes without the inclusion prefix (/v2, /v1 ...):
+    # the matched path's leading segments beyond the template's are that prefix.
+    extra = raw.count("/") - str(template).count("/")
+    prefix = "/".join(raw.split("/")[: extra + 1]) if extra > 0 else ""
+    return prefix + str(template)
 
 
 class RequestObserver:

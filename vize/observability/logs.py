@@ -50,19 +50,34 @@ class TextFormatter(logging.Formatter):
         return f"{line} {' '.join(fields)}" if fields else line
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the line (not at set-up): the
+    handler outlives an app in a test process whose stderr is swapped per test."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(log_format: str, level: str = "INFO") -> None:
     """One handler on the root logger, replaced (not added to) on every call: ``create_app``
     runs many times in one test process. Uvicorn's own access log repeats our request line
-    without its fields, so it is turned down to warnings."""
+    without its fields, so it is turned down to warnings; so is httpx's (URLs)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, HANDLER_MARK, False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     setattr(handler, HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every URL it fetches at INFO: an ``_url`` image's URL may carry a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if log_format == "json":  # uvicorn's error/startup lines through our formatter too
         for name in ("uvicorn", "uvicorn.error"):
             logging.getLogger(name).handlers.clear()
