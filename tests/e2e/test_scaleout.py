@@ -23,7 +23,9 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import dataset_dir
 from tests.e2e.procs import create_user, serve, stop, vize
+from tests.s3server import S3Server
 from vize.db.engine import normalize_url
+from vize.storage.s3 import S3BlobStore
 
 pytestmark = pytest.mark.e2e
 PG = os.environ.get("VIZE_E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -133,3 +135,56 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
             c.close()
         for p in procs:
             stop(p)
+
+
+def test_separate_hosts_share_only_database_broker_and_bucket(
+    cluster_env: dict[str, str], s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Issue 19: every process has its own data dir (as on its own machine); images, model
+    heads and thumbnails live in the S3 bucket only. Upload through one replica, train on the
+    worker, read and classify through the other."""
+    log = tmp_path / "procs.log"
+    bucket = s3_server.new_bucket()
+    shared = {**cluster_env, **s3_server.env(), "VIZE_STORAGE_URL": f"s3://{bucket}/vize"}
+
+    def host(name: str) -> dict[str, str]:
+        return {**shared, "VIZE_DATA_DIR": str(tmp_path / name)}
+
+    token = create_user(host("admin"), "dora")
+    procs = []
+    clients: list[httpx.Client] = []
+    try:
+        procs.append(vize(["worker"], host("worker"), log))
+        a, url_a = serve(host("replica-a"), log)
+        b, url_b = serve(host("replica-b"), log)
+        procs += [a, b]
+        headers = {"Authorization": f"Token {token}"}
+        ca = httpx.Client(base_url=url_a, headers=headers, timeout=60)
+        cb = httpx.Client(base_url=url_b, headers=headers, timeout=60)
+        clients += [ca, cb]
+        for c in (ca, cb):
+            ready = c.get("/health/ready")
+            assert ready.status_code == 200, ready.text
+            assert set(ready.json()["checks"]) == {"database", "storage", "models", "broker"}
+        task_id, _ = _setup(ca, per_label=10)
+        assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
+        assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
+        frog = (dataset_dir() / "frog" / "frog_090.png").read_bytes()
+        img = base64.b64encode(frog).decode()
+        r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["records"][0]["best_label"]["name"] == "frog"
+        first = ca.get("/v2/training-image/", params={"page_size": 1}).json()["results"][0]
+        assert cb.get(first["img_path"]).status_code == 200  # written by A, read by B
+    finally:
+        for c in clients:
+            c.close()
+        for p in procs:
+            stop(p)
+    stored = {k for k, _ in S3BlobStore.from_url(f"s3://{bucket}/vize",
+                                                 **s3_server.client_kwargs()).scan()}  # fmt: skip
+    assert sum(k.startswith("images/") for k in stored) == 20
+    assert sum(k.startswith("models/") for k in stored) == 1
+    for name in ("worker", "replica-a", "replica-b"):  # nothing stored on any "machine"
+        blobs = tmp_path / name / "blobs"
+        assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))

@@ -28,7 +28,7 @@ def test_ready_is_503_when_storage_is_gone(settings: Settings) -> None:
         assert client.get("/health/live").status_code == 200  # alive, just not ready
     assert r.status_code == 503
     checks = r.json()["checks"]
-    assert checks["storage"] == {"ok": False, "error": "StorageError", "ms": checks["storage"]["ms"]}
+    assert checks["storage"]["ok"] is False and checks["storage"]["error"] == "StorageError"
     assert checks["database"]["ok"] and str(settings.blob_dir) not in r.text
 
 
