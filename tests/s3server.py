@@ -59,11 +59,10 @@ def _free_port() -> int:
 @contextmanager
 def moto_server(log: Path) -> Iterator[S3Server]:
     """Start ``moto_server`` and wait until it answers; raise (never skip) when it cannot."""
-    exe = Path(sys.executable).with_name("moto_server")
     port = _free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},

@@ -104,6 +104,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
+    from vize.observability.logs import use_our_logging_in_celery
+
+    use_our_logging_in_celery(settings.log_format, args.loglevel or settings.log_level)
     run_worker(settings.broker_url, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
 

@@ -6,6 +6,7 @@ start another, and the training completes as the same version with no duplicate.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import signal
@@ -154,7 +155,8 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
     procs = []
     clients: list[httpx.Client] = []
     try:
-        procs.append(vize(["worker"], host("worker"), log))
+        worker_log = tmp_path / "worker.log"
+        procs.append(vize(["worker"], {**host("worker"), "VIZE_LOG_FORMAT": "json"}, worker_log))
         a, url_a = serve(host("replica-a"), log)
         b, url_b = serve(host("replica-b"), log)
         procs += [a, b]
@@ -181,6 +183,9 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
             c.close()
         for p in procs:
             stop(p)
+    events = [json.loads(x) for x in worker_log.read_text().splitlines() if x.startswith("{")]
+    trained = [e for e in events if e.get("event") == "job" and e["job_kind"] == "train"]
+    assert [e["job_state"] for e in trained] == ["started", "succeeded"]  # the worker's JSON log
     stored = {k for k, _ in S3BlobStore.from_url(f"s3://{bucket}/vize",
                                                  **s3_server.client_kwargs()).scan()}  # fmt: skip
     assert sum(k.startswith("images/") for k in stored) == 20

@@ -122,3 +122,14 @@ def log_job_event(job: Any, state: str, worker: str, started: float | None = Non
         state,
         extra=extra,
     )
+
+
+def use_our_logging_in_celery(log_format: str, level: str) -> None:
+    """``vize worker``: Celery leaves the logging set-up to whoever answers its
+    ``setup_logging`` signal, so job events come out in ``VIZE_LOG_FORMAT`` there too."""
+    from celery.signals import setup_logging
+
+    def setup(**_: Any) -> None:
+        configure_logging(log_format, level)
+
+    setup_logging.connect(setup, weak=False)

@@ -123,8 +123,11 @@ def sweep_if_first(sessions: sessionmaker[Session], blobs: BlobStore, settings: 
             return False
         started = time.monotonic()
         removed = sweep_orphans(sessions, blobs, settings.orphan_grace_seconds)
-        log.info(
-            "orphan sweep done: %d removed in %.2f s", len(removed), time.monotonic() - started
+        log.log(
+            logging.INFO if removed else logging.DEBUG,
+            "orphan sweep done: %d removed in %.2f s",
+            len(removed),
+            time.monotonic() - started,
         )
         return True
 
