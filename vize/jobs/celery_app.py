@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 log = logging.getLogger("vize.jobs")
 _worker_ctx: dict[str, Any] = {}
@@ -68,6 +68,12 @@ def run_worker(broker_url: str, concurrency: int = 1, loglevel: str = "INFO") ->
     @worker_shutdown.connect
     def _stop_reaper(**_: Any) -> None:
         stop.set()
+
+    @worker_shutting_down.connect
+    def _hand_back(**_: Any) -> None:  # graceful shutdown: running jobs to another worker
+        from vize.observability.lifecycle import hand_back_jobs
+
+        hand_back_jobs(worker_context().sessions, lambda j: app.send_task("vize.run_job", [j]))
 
     app.worker_main(
         [
