@@ -48,11 +48,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Vize {url}  (API docs {url}/docs, web UI {url}/)", flush=True)
     if created:
         print(f"Created user {created[0]!r}; API token:\n{created[1]}", flush=True)
+    from vize.observability.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=None,  # ours above (VIZE_LOG_FORMAT), not uvicorn's
         timeout_graceful_shutdown=20,
     )
     return 0

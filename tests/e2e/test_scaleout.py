@@ -162,7 +162,8 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
         worker = vize(["worker"], {**host("worker"), "VIZE_LOG_FORMAT": "json"}, worker_log)
         procs.append(worker)
         a, url_a = serve(host("replica-a"), log)
-        b, url_b = serve(host("replica-b"), log)
+        b_log = tmp_path / "replica-b.log"
+        b, url_b = serve({**host("replica-b"), "VIZE_LOG_FORMAT": "json"}, b_log)
         procs += [a, b]
         headers = {"Authorization": f"Token {token}"}
         ca = httpx.Client(base_url=url_a, headers=headers, timeout=60)
@@ -209,6 +210,9 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
     trained = [e for e in events if e.get("event") == "job" and e.get("job_kind") == "train"]
     assert [e["job_state"] for e in trained] == ["started", "succeeded", "started", "lost"]
     assert any(e.get("job_state") == "handed_back" and e["job_id"] == job_id for e in events)
+    lines = [json.loads(x) for x in b_log.read_text().splitlines() if x.startswith("{")]
+    served = [x for x in lines if x.get("event") == "request" and x["route"] == "/v2/classify"]
+    assert served and served[0]["status"] == 200 and served[0]["user_id"]  # the replica's log
     stored = {k for k, _ in S3BlobStore.from_url(f"s3://{bucket}/vize",
                                                  **s3_server.client_kwargs()).scan()}  # fmt: skip
     assert sum(k.startswith("images/") for k in stored) == 20 + len(frogs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,20 @@ from tests.web.helpers import log_in
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.tables import Job
+from vize.observability.logs import configure_logging, unconfigure_logging
+
+
+@pytest.fixture
+def logging_as(settings: Settings) -> Iterator[Callable[[str], Settings]]:
+    """What ``vize serve`` does with VIZE_LOG_FORMAT, undone after the test."""
+
+    def configure(log_format: str) -> Settings:
+        configured = settings.model_copy(update={"log_format": log_format})
+        configure_logging(configured.log_format, configured.log_level)
+        return configured
+
+    yield configure
+    unconfigure_logging()
 
 
 def wait_jobs_done(client: AppClient) -> None:
@@ -37,9 +52,9 @@ def json_lines(err: str) -> list[dict[str, Any]]:
 
 
 def test_json_lines_carry_the_fields_and_no_secrets(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    logging_as: Callable[[str], Settings], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configured = settings.model_copy(update={"log_format": "json", "embedded_worker": True})
+    configured = logging_as("json").model_copy(update={"embedded_worker": True})
     image = png_bytes(7, size=(64, 64))
     encoded = base64.b64encode(image).decode()
     with app_client(create_app(configured)) as client:
@@ -82,9 +97,9 @@ def test_json_lines_carry_the_fields_and_no_secrets(
 
 
 def test_text_format_keeps_the_fields(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    logging_as: Callable[[str], Settings], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with app_client(create_app(settings)) as client:
+    with app_client(create_app(logging_as("text"))) as client:
         assert client.get("/health", headers={"X-Request-ID": "abc"}).status_code == 200
         # A caller's id that is not tame is replaced, not logged.
         r = client.get("/health", headers={"X-Request-ID": "a b {evil}"})

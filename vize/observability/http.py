@@ -21,7 +21,7 @@ from vize.api.limits import USER_ID_KEY
 from vize.config import Settings
 from vize.errors import NotFound
 from vize.observability.health import readiness
-from vize.observability.logs import configure_logging, log_request
+from vize.observability.logs import log_request
 from vize.observability.metrics import CONTENT_TYPE, Metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is kept only if this tame
@@ -118,9 +118,6 @@ def metrics_allowed(settings: Settings, request: Request) -> bool:
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
     """The middleware and the three routes. Called by ``create_app``."""
-    # Here for what the app logs before serving (migrations), and again in the lifespan
-    # (start_operations), after uvicorn configured its own loggers.
-    configure_logging(settings.log_format, settings.log_level)
 
     def metrics() -> Metrics | None:
         return getattr(app.state, "vize_metrics", None)

@@ -1,4 +1,4 @@
-"""The operations part of an app's life: logging set-up, the metrics object and the
+"""The operations part of an app's life: the metrics object, the
 background orphan sweep (an app extension: started after the jobs, stopped before them)."""
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vize.db.tables import Job
 from vize.observability.health import service
-from vize.observability.logs import configure_logging
 from vize.observability.metrics import Metrics, multiproc_dir, pool_queue_length
 from vize.services.orphans import OrphanSweeper
 
 
 def start_operations(app: FastAPI, state: Any) -> Callable[[], None]:
     settings = state.settings
-    # In the lifespan, not in create_app: uvicorn configures its loggers in between.
-    configure_logging(settings.log_format, settings.log_level)
 
     def queue_length() -> int:
         recognizer = service(state, "recognizer")

@@ -64,8 +64,10 @@ class StderrHandler(logging.StreamHandler):
 
 
 def configure_logging(log_format: str, level: str = "INFO") -> None:
-    """One handler on the root logger, replaced (not added to) on every call: ``create_app``
-    runs many times in one test process. Uvicorn's own access log repeats our request line
+    """One handler on the root logger, replaced (not added to) on every call. Called by the
+    process entry points (``vize serve``, ``vize worker``), never by ``create_app``: an app
+    embedded in another process (tests, the client CLI's in-process runs) leaves that
+    process's logging alone. Uvicorn's own access log repeats our request line
     without its fields, so it is turned down to warnings; so is httpx's (URLs)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, HANDLER_MARK, False)]:
@@ -82,6 +84,14 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
         for name in ("uvicorn", "uvicorn.error"):
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
+
+
+def unconfigure_logging() -> None:
+    """Remove what ``configure_logging`` installed (tests)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 request_log = logging.getLogger("vize.request")
