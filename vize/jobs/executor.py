@@ -120,8 +120,8 @@ def execute(ctx: JobContext, job_id: str) -> str:
         log_job_event(job, "failed", worker, started)
         return "failed"
     with ctx.sessions.begin() as db:
-        store.finish(db, job_id, worker, message)
-    log_job_event(job, "succeeded", worker, started)
+        ours = store.finish(db, job_id, worker, message)
+    log_job_event(job, "succeeded" if ours else "lost", worker, started)
     return "succeeded"
 
 
