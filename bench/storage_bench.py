@@ -29,6 +29,7 @@ LABELS = ("airplane", "frog")
 
 
 def run_backend(dataset: Path, per_label: int, env: dict[str, str], data: Path) -> dict[str, Any]:
+    data.mkdir(parents=True)
     proc, url, token = start_server(
         data, {"VIZE_EMBED_ON_UPLOAD": "false", "VIZE_MIN_IMAGES_PER_LABEL": "5", **env}
     )
