@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from vize.db.tables import Embedding, Image, Job, Model, Task
 from vize.jobs.executor import JobContext, Progress, job_handler
-from vize.observability.lifecycle import observe_embeddings
 from vize.services import training
 from vize.services.recognition import Recognizer
 
@@ -71,7 +70,6 @@ def run_training(ctx: JobContext, job: Job, progress: Progress) -> str:
         progress=lambda f, m: progress(0.02 + 0.8 * f, m),
     )
     embed_seconds = time.perf_counter() - started
-    observe_embeddings(ctx, len(ts.image_ids) - emb.computed, emb.computed)  # metrics hook
     if emb.gone:
         ts = _after_deletions(ctx, job, ts, emb.gone)
     progress(0.85, "Training and evaluating the model")

@@ -28,9 +28,9 @@ def start_operations(app: FastAPI, state: Any) -> Callable[[], None]:
 
     metrics = Metrics(state.sessions, queue_length)
     app.state.vize_metrics = metrics
-    ctx = service(state, "job_context")
-    if ctx is not None:  # jobs run in this process: they count embedding cache lookups
-        ctx.services["metrics"] = metrics
+    recognizer = service(state, "recognizer")
+    if recognizer is not None:  # its embedding work (jobs in this process) is counted
+        recognizer.metrics = metrics
     sweeper = None
     if settings.orphan_sweep:
         sweeper = OrphanSweeper(state.sessions, state.blobs, settings).start()
@@ -48,13 +48,6 @@ def start_operations(app: FastAPI, state: Any) -> Callable[[], None]:
             multiprocess.mark_process_dead(os.getpid())
 
     return stop
-
-
-def observe_embeddings(ctx: Any, cached: int, computed: int) -> None:
-    """The jobs' hook: count a job's embedding cache hits and misses, if metrics are on."""
-    metrics = ctx.services.get("metrics") if isinstance(ctx.services, dict) else None
-    if metrics is not None:
-        metrics.observe_embeddings(cached, computed)
 
 
 def hand_back_jobs(

@@ -145,3 +145,12 @@ def pool_queue_length(pool: Any) -> int:
         return int(pool.queued())
     queue = getattr(pool, "_work_queue", None)
     return int(queue.qsize()) if queue is not None else 0
+
+
+def observe_embeddings(recognizer: Any, cached: int, computed: int) -> None:
+    """The embedding cache's hook: images found embedded already, and images embedded now.
+    Counted when the recognizer doing the work carries this process's metrics (the server's
+    own, set by ``start_operations``); a worker process without /metrics counts nothing."""
+    metrics = getattr(recognizer, "metrics", None)
+    if isinstance(metrics, Metrics):
+        metrics.observe_embeddings(cached, computed)

@@ -20,6 +20,7 @@ from vize.errors import Conflict, InvalidInput, NotFound
 from vize.jobs import store
 from vize.ml.predictor import HeadKind
 from vize.ml.trainer import TrainParams, evaluate, train_head
+from vize.observability.metrics import observe_embeddings
 from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
@@ -128,7 +129,6 @@ class EmbeddingSet:
     image_ids: list[str]
     vectors: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)  # deleted meanwhile: no file to embed
-    computed: int = 0  # images not in the cache, embedded now (the rest were cache hits)
 
 
 def ensure_embeddings(
@@ -173,7 +173,8 @@ def ensure_embeddings(
     if gone:
         dropped = set(gone)
         ids = [i for i in ids if i not in dropped]
-    out = EmbeddingSet(ids, gone=gone, computed=len(missing))
+    observe_embeddings(recognizer, len(images) - len(missing), len(missing))  # metrics hook
+    out = EmbeddingSet(ids, gone=gone)
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
     return out
