@@ -44,10 +44,13 @@ lint: install
 	$(BIN)/ruff format --check vize tests bench
 	$(BIN)/mypy vize
 
+# The benchmarks read a CIFAR-10-style image folder given on the command line, e.g.
+# `make bench DATASET=/path/to/cifar10-dev` (BENCHMARKS.md says which set its figures used).
 bench: install
-	$(BIN)/python bench/api_bench.py --backbone efficientnet_lite0 --no-embed-on-upload
-	$(BIN)/python bench/memory_bench.py
-	$(BIN)/python bench/scale_bench.py
+	@test -n "$(DATASET)" || { echo "usage: make bench DATASET=<folder of <label>/*.png>"; exit 2; }
+	$(BIN)/python bench/api_bench.py --dataset "$(DATASET)" --backbone efficientnet_lite0 --no-embed-on-upload
+	$(BIN)/python bench/memory_bench.py --dataset "$(DATASET)"
+	$(BIN)/python bench/scale_bench.py --dataset "$(DATASET)"
 
 clean:
 	rm -rf $(VENV) data

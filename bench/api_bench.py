@@ -7,7 +7,7 @@ Measures, in one run on one machine:
   * /v2/classify latency for one 512-px JPEG vs the raw ONNX forward of the same backbone,
     and images/s with concurrent batches of 10.
 
-Usage:  .venv/bin/python bench/api_bench.py [--dataset DIR] [--k 20] [--backbone NAME]
+Usage:  .venv/bin/python bench/api_bench.py --dataset DIR [--k 20] [--backbone NAME]
 Starts its own server on a free port with a temporary data dir (nothing else is touched).
 """
 
@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-dev"
+DATASET_HELP = "CIFAR-10-style folder <label>/<label>_NNN.png (BENCHMARKS.md: 10 x 100 cifar10-dev)"
 
 
 def free_port() -> int:
@@ -318,7 +318,7 @@ def training_times(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    p.add_argument("--dataset", type=Path, required=True, help=DATASET_HELP)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--backbone", default="efficientnet_lite0")

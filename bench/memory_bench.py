@@ -1,6 +1,6 @@
 """Resident memory of a live server with both backbones loaded and N trained tasks served.
 
-Usage:  .venv/bin/python bench/memory_bench.py [--tasks 100]
+Usage:  .venv/bin/python bench/memory_bench.py --dataset DIR [--tasks 100]
 Starts `vize serve` (Lite0+Lite2 features) on a temp data dir, trains N tasks through the API
 (two shared labels with 5 images each, so embeddings are computed once), classifies once with
 every task so that every head is cached, and reads the server's VmRSS from /proc.
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_bench import DEFAULT_DATASET, Api, start_server, train_and_wait
+from api_bench import DATASET_HELP, Api, start_server, train_and_wait
 
 
 def rss_mb(pid: int) -> float:
@@ -73,7 +73,7 @@ def run(n_tasks: int, dataset: Path) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tasks", type=int, default=100)
-    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    p.add_argument("--dataset", type=Path, required=True, help=DATASET_HELP)
     args = p.parse_args()
     print(json.dumps(run(args.tasks, args.dataset), indent=2))
 

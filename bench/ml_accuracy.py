@@ -1,6 +1,6 @@
 """Development benchmark: linear-probe accuracy on cifar10-dev and embedding speed.
 
-    .venv/bin/python bench/ml_accuracy.py [--dataset DIR] [--cache DIR] [--threads N]
+    .venv/bin/python bench/ml_accuracy.py --dataset DIR [--cache DIR] [--threads N]
 
 For each variant: k=20 training images per label, the other 80 per label as test, 3 seeds,
 mean accuracy. Embeddings are cached in --cache (npz) so re-runs only re-train heads.
@@ -122,7 +122,12 @@ def speed(emb: Embedder, files: list[Path], repeats: int = 5) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", type=Path, default=Path("/work/shared/datasets/cifar10-dev"))
+    ap.add_argument(
+        "--dataset",
+        type=Path,
+        required=True,
+        help="CIFAR-10-style folder <label>/<label>_NNN.png (BENCHMARKS.md: 10 x 100 cifar10-dev)",
+    )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/vize-bench-cache"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

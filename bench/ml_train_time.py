@@ -1,6 +1,6 @@
 """End-to-end training time for 10 labels x 20 images: decode + preprocess + embed + fit.
 
-.venv/bin/python bench/ml_train_time.py [--threads N] [--backbones a,b]
+.venv/bin/python bench/ml_train_time.py --dataset DIR [--threads N] [--backbones a,b]
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from vize.ml.trainer import evaluate, train_head
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", type=Path, default=Path("/work/shared/datasets/cifar10-dev"))
+    ap.add_argument(
+        "--dataset",
+        type=Path,
+        required=True,
+        help="CIFAR-10-style folder <label>/<label>_NNN.png (BENCHMARKS.md: 10 x 100 cifar10-dev)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backbones", default="efficientnet_lite2")
     args = ap.parse_args()

@@ -5,7 +5,8 @@
   * classify throughput (batches of 10, concurrent clients) against 1 vs 2 `vize serve`
     replicas sharing PostgreSQL and Redis.
 
-Usage:  .venv/bin/python bench/scale_bench.py [--pg postgresql://postgres@127.0.0.1:5432/test]
+Usage:  .venv/bin/python bench/scale_bench.py --dataset DIR
+            [--pg postgresql://postgres@127.0.0.1:5432/test]
 Needs PostgreSQL and Redis (scripts/test-services.sh starts them). Creates and drops a
 scratch database and uses Redis database 14.
 """
@@ -36,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from vize.db.engine import normalize_url
 
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-dev"
+DATASET_HELP = "CIFAR-10-style folder <label>/<label>_NNN.png (BENCHMARKS.md: 10 x 100 cifar10-dev)"
 
 
 def free_port() -> int:
@@ -83,11 +84,11 @@ def client(url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=300)
 
 
-def prepare_task(c: httpx.Client, offset: int) -> str:
+def prepare_task(c: httpx.Client, dataset: Path, offset: int) -> str:
     task = c.post("/v2/task/", json={"name": "bench"}).json()
     for name in ("ship", "horse"):
         label = c.post("/v2/label/", json={"name": name, "task": task["id"]}).json()
-        for f in sorted((DATASET / name).glob("*.png"))[offset : offset + 40]:
+        for f in sorted((dataset / name).glob("*.png"))[offset : offset + 40]:
             c.post(
                 "/v2/training-image/",
                 data={"labels": label["id"]},
@@ -96,14 +97,14 @@ def prepare_task(c: httpx.Client, offset: int) -> str:
     return str(task["id"])
 
 
-def embed_rate(env: dict[str, str], workers: int, tmp: Path) -> float:
+def embed_rate(env: dict[str, str], dataset: Path, workers: int, tmp: Path) -> float:
     log = tmp / f"embed-{workers}.log"
     procs = [spawn(["worker"], env, log) for _ in range(workers)]
     api, url = serve(env, log)
     try:
         tokens = [user(env, f"u{workers}-{i}-{uuid.uuid4().hex[:4]}") for i in range(4)]
         clients = [client(url, t) for t in tokens]
-        tasks = [prepare_task(c, 40 * (i % 2)) for i, c in enumerate(clients)]
+        tasks = [prepare_task(c, dataset, 40 * (i % 2)) for i, c in enumerate(clients)]
         t0 = time.perf_counter()
         for c, tid in zip(clients, tasks, strict=True):
             c.post(f"/v2/task/{tid}/train/").raise_for_status()
@@ -124,17 +125,17 @@ def embed_rate(env: dict[str, str], workers: int, tmp: Path) -> float:
             p.wait(30)
 
 
-def jpeg() -> str:
-    img = Image.open(DATASET / "ship" / "ship_099.png").convert("RGB").resize((512, 512))
+def jpeg(dataset: Path) -> str:
+    img = Image.open(dataset / "ship" / "ship_099.png").convert("RGB").resize((512, 512))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90)
     return base64.b64encode(buf.getvalue()).decode()
 
 
 def classify_rate(
-    urls: list[str], token: str, task_id: str, clients: int = 4, each: int = 15
+    urls: list[str], token: str, task_id: str, jpeg_b64: str, clients: int = 4, each: int = 15
 ) -> float:
-    body = {"task_id": task_id, "records": [{"_base64": jpeg()} for _ in range(10)]}
+    body = {"task_id": task_id, "records": [{"_base64": jpeg_b64} for _ in range(10)]}
     cycle = itertools.cycle(urls)
     targets = [next(cycle) for _ in range(clients)]
 
@@ -153,6 +154,7 @@ def classify_rate(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", type=Path, required=True, help=DATASET_HELP)
     p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = p.parse_args()
@@ -181,12 +183,12 @@ def main() -> None:
             )
             redis.Redis.from_url(args.redis).flushdb()
             results["embed_img_s_1_worker_2_threads"] = round(
-                embed_rate({**env, "VIZE_TRAIN_THREADS": "2"}, 1, tmp), 1
+                embed_rate({**env, "VIZE_TRAIN_THREADS": "2"}, args.dataset, 1, tmp), 1
             )
             results["embed_img_s_2_workers_1_thread"] = round(
-                embed_rate({**env, "VIZE_TRAIN_THREADS": "1"}, 2, tmp), 1
+                embed_rate({**env, "VIZE_TRAIN_THREADS": "1"}, args.dataset, 2, tmp), 1
             )
-            results.update(replicas(env, tmp))
+            results.update(replicas(env, args.dataset, tmp))
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -194,19 +196,19 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
-def replicas(env: dict[str, str], tmp: Path) -> dict[str, float]:
+def replicas(env: dict[str, str], dataset: Path, tmp: Path) -> dict[str, float]:
     log = tmp / "replicas.log"
     worker = spawn(["worker"], env, log)
     (a, url_a), (b, url_b) = serve(env, log), serve(env, log)
     try:
         token = user(env, "classifier")
         with client(url_a, token) as c:
-            tid = prepare_task(c, 0)
+            tid = prepare_task(c, dataset, 0)
             c.post(f"/v2/task/{tid}/train/").raise_for_status()
             while c.get(f"/v2/task/{tid}/training/").json()["state"] not in ("succeeded", "failed"):
                 time.sleep(0.1)
-        one = classify_rate([url_a], token, tid)
-        two = classify_rate([url_a, url_b], token, tid)
+        one = classify_rate([url_a], token, tid, jpeg(dataset))
+        two = classify_rate([url_a, url_b], token, tid, jpeg(dataset))
         return {
             "classify_img_s_1_replica": round(one, 1),
             "classify_img_s_2_replicas": round(two, 1),

@@ -10,9 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.api.conftest import token_user
 from tests.api.helpers import assert_error
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient, app_client
 from vize.api.limits import RequestGate, max_body_bytes
 from vize.config import Settings
@@ -32,14 +31,8 @@ ENDPOINTS = [
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    settings.embedded_worker = False  # no job runs here: spare each test starting a worker
-    return settings
-
-
-@pytest.fixture
-def alice(client: AppClient, settings: Settings) -> dict[str, Any]:
-    return token_user(settings, "alice")  # no password: argon2 would cost 0.25 s a test
+def embedded_worker() -> bool:
+    return False  # no job runs here: spare each test starting a worker
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -97,3 +99,67 @@ def test_every_migration_has_a_docstring_and_one_head() -> None:
     assert len(script.get_heads()) == 1
     for rev in script.walk_revisions():
         assert rev.doc, f"revision {rev.revision} has no message"
+
+
+def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def test_dropping_job_payload_keeps_the_jobs(fresh_engine: Engine) -> None:
+    """0003 drops the never-used ``jobs.payload``: existing jobs survive it both ways."""
+    _migrate(fresh_engine, "0002")
+    now = datetime.now(UTC)
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, email, password_hash, api_token,"
+                " notify_email, created) VALUES ('u1', 'u', '', '', 't', false, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, kind, state, owner_id, payload, progress, message,"
+                " attempts, max_attempts, error, worker, created) VALUES ('j1', 'train',"
+                " 'queued', 'u1', '{\"x\": 1}', 0, '', 0, 3, '', '', :now)"
+            ),
+            {"now": now},
+        )
+    _migrate(fresh_engine, "0003")
+    assert "payload" not in {c["name"] for c in inspect(fresh_engine).get_columns("jobs")}
+    with fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT id, kind FROM jobs")).all() == [("j1", "train")]
+    _migrate(fresh_engine, "0002", down=True)
+    with fresh_engine.connect() as conn:
+        payload = conn.execute(text("SELECT payload FROM jobs WHERE id = 'j1'")).scalar_one()
+    assert payload in ({}, "{}")
+
+
+def test_0005_keeps_users_and_starts_their_addresses_unconfirmed(fresh_engine: Engine) -> None:
+    """Sessions table and users.email_verified (issue 12, items 4 and 13) on a database
+    that already has a user: the row survives, its address is not taken as confirmed."""
+    _migrate(fresh_engine, "0002")
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, email, password_hash, api_token, notify_email,"
+                " created) VALUES ('u1', 'old', 'old@example.com', '', 'tok', :t, :c)"
+            ),
+            {"t": True, "c": "2026-01-01 00:00:00+00:00"},
+        )
+    upgrade(fresh_engine)
+    with fresh_engine.begin() as conn:
+        row = conn.execute(text("SELECT username, email_verified FROM users")).one()
+        assert (row[0], bool(row[1])) == ("old", False)
+        conn.execute(
+            text("INSERT INTO web_sessions (id, user_id, created) VALUES ('s1', 'u1', :c)"),
+            {"c": "2026-01-01 00:00:00+00:00"},
+        )
+    _migrate(fresh_engine, "0002", down=True)
+    assert "web_sessions" not in inspect(fresh_engine).get_table_names()
+    upgrade(fresh_engine)
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert _version(fresh_engine) == [head]

@@ -2,7 +2,7 @@ from tests.inprocess import AppClient
 
 
 def test_task_label_image_flow(client: AppClient, alice: dict) -> None:
-    from tests.conftest import png_bytes
+    from tests.helpers import png_bytes
 
     h = alice["headers"]
     r = client.post("/v2/task/", headers=h, data={"name": "My new task", "description": "Demo"})

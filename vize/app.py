@@ -6,24 +6,32 @@ import logging
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from itsdangerous import URLSafeTimedSerializer
 
 from vize import __version__, web
-from vize.api.deps import AppState, authenticate_scope
+from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
 from vize.api.limits import install_request_gate
 from vize.api.routes import account, classify, images, labels, models, tasks, training
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
 from vize.errors import install_error_handlers
+from vize.jobs.setup import build_context, make_runner, queue_embedding
 from vize.observability.http import install_operations
 from vize.observability.lifecycle import start_operations
+from vize.observability.metrics import Metrics
+from vize.services.classify import Classifier
+from vize.services.fetch import UrlFetcher
+from vize.services.limits import Counter, Limiter
+from vize.services.orphans import OrphanSweeper
+from vize.services.recognition import Recognizer, check_backbones
 from vize.storage import open_blob_store
 
 API_PREFIXES = ("/v2", "/recognition/v2")
@@ -43,7 +51,7 @@ def load_secret(settings: Settings) -> str:
 
 
 def api_router() -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(note_workspace)])
     for module in (tasks, labels, images, account, training, models, classify):
         router.include_router(module.router)
     return router
@@ -52,8 +60,11 @@ def api_router() -> APIRouter:
 def create_app(
     settings: Settings | None = None, extensions: list[Extension] | None = None
 ) -> FastAPI:
+    """``extensions`` run in the lifespan on the state before the services are built on it
+    (tests swap the blob store or hook the sessions there)."""
     settings = settings or Settings()
-    hooks = list(extensions or []) + default_extensions()
+    check_backbones(settings.backbone_list)  # a bad VIZE_BACKBONE fails here, not at a request
+    hooks = list(extensions or [])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,20 +75,20 @@ def create_app(
             sessions=make_sessionmaker(engine),
             blobs=open_blob_store(settings),
             signer=URLSafeTimedSerializer(load_secret(settings), salt="vize-session"),
-            services={},
         )
         app.state.vize = state
-        closers = []
-        for hook in hooks:
-            closer = hook(app, state)
-            if closer is not None:
-                closers.append(closer)
-        try:
+        # No orphan sweep here: the background sweeper (start_operations) runs one right
+        # after start, off the start-up path, and one node at a time.
+        closers = [closer for hook in hooks if (closer := hook(app, state)) is not None]
+        with ExitStack() as stack:
+            stack.callback(engine.dispose)
+            for closer in closers:
+                stack.callback(closer)
+            state.services = build_services(state, stack)
+            # Registered last, so it stops first: the sweeper, and the running jobs handed
+            # back before the runner is stopped.
+            stack.callback(start_operations(state))
             yield
-        finally:
-            for closer in reversed(closers):
-                closer()
-            engine.dispose()
 
     app = FastAPI(
         title="Vize",
@@ -94,64 +105,69 @@ def create_app(
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
     app.include_router(classify.v1_router, prefix="/v1")
+    app.include_router(
+        account.ximilar_router, prefix="/account/v2", dependencies=[Depends(note_workspace)]
+    )
     _add_meta_routes(app)
     web.install(app)
     return app
 
 
-def default_extensions() -> list[Extension]:
-    return [install_jobs, start_operations]  # operations last: it uses the jobs' services
-
-
-def install_jobs(app: FastAPI, state: AppState) -> Callable[[], None]:
-    """Recognizer for serving, job context and runner; returns the shutdown callback."""
-    from vize.jobs.setup import build_context, make_runner, queue_embedding
-    from vize.services.limits import Counter, Limiter
-    from vize.services.recognition import Recognizer
-
-    recognizer = Recognizer(state.settings)
-    # Embedded mode trains with the serving sessions: one copy of each backbone in memory
-    # (bench/memory_bench.py), and a training cannot take both cores from classification.
-    shared = None if state.settings.broker_url else recognizer
-    ctx = build_context(
-        state.settings, sessions=state.sessions, blobs=state.blobs, recognizer=shared
-    )
-    runner = make_runner(ctx)
-    counter = Counter(state.settings.broker_url)
+def build_services(state: AppState, stack: ExitStack) -> Services:
+    """The recognizer, limits, classifier and job runner; ``stack`` closes them (in reverse
+    order: the runner and any thread first, then the pools they use)."""
+    settings = state.settings
+    recognizer = Recognizer(settings)
+    stack.callback(recognizer.close)
+    jobs = None
+    if not settings.broker_url:
+        # Embedded mode trains with the serving sessions: one copy of each backbone in memory
+        # (bench/memory_bench.py), and a training cannot take both cores from classification.
+        # With a broker the workers train; this process only sends them job ids.
+        jobs = build_context(settings, state.sessions, state.blobs, recognizer)
+    runner = make_runner(settings, jobs)
+    stack.callback(runner.stop)
+    counter = Counter(settings.broker_url)
     limiter = Limiter(
-        state.sessions,
-        counter,
-        state.settings.classify_rate_per_minute,
-        state.settings.monthly_quota,
+        state.sessions, counter, settings.classify_rate_per_minute, settings.monthly_quota
     )
-    state.services.update(
+    if settings.embedded_worker:  # off: jobs wait in the table (tests, API-only nodes)
+        runner.start()
+    if settings.warm_up:
+        # Convert/load the backbones now, off the request path, not on the first request;
+        # joined at shutdown, so it never outlives the app (nor runs into a closed pool).
+        warm = threading.Thread(target=_warm_up, args=(recognizer,), name="vize-warm-up")
+        warm.start()
+        stack.callback(warm.join)
+    fetcher = UrlFetcher(settings)
+    metrics = Metrics(state.sessions, recognizer.pool.queued)
+    # Counted where the embedding happens: trainings and embed jobs of this process.
+    recognizer.on_embeddings = metrics.observe_embeddings
+    return Services(
         counter=counter,
         limiter=limiter,
         recognizer=recognizer,
+        classifier=Classifier(settings, state.sessions, state.blobs, recognizer, limiter, fetcher),
         runner=runner,
-        job_context=ctx,
+        jobs=jobs,
         after_upload=(
-            (lambda owner_id: queue_embedding(ctx, runner, owner_id))
-            if state.settings.embed_on_upload
-            else (lambda owner_id: None)
+            partial(queue_embedding, state.sessions, runner)
+            if settings.embed_on_upload
+            else _nothing
+        ),
+        fetcher=fetcher,
+        metrics=metrics,
+        sweeper=(
+            OrphanSweeper(state.sessions, state.blobs, settings) if settings.orphan_sweep else None
         ),
     )
-    if state.settings.embedded_worker:  # off: jobs wait in the table (tests, API-only nodes)
-        runner.start()
-    if state.settings.warm_up:
-        # Convert/load the backbones now, off the request path, not on the first request.
-        threading.Thread(target=_warm_up, args=(recognizer,), daemon=True).start()
-
-    def close() -> None:
-        runner.stop()
-        recognizer.close()
-        if ctx.services["trainer_recognizer"] is not recognizer:
-            ctx.services["trainer_recognizer"].close()
-
-    return close
 
 
-def _warm_up(recognizer: Any) -> None:
+def _nothing(owner_id: str) -> None:
+    return None
+
+
+def _warm_up(recognizer: Recognizer) -> None:
     try:
         recognizer.warm_up()
     except Exception:  # a broken backbone is reported by the request that needs it

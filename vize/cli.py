@@ -14,6 +14,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from vize.config import Settings  # noqa: E402  (after the thread limits above)
+from vize.errors import ConfigError  # noqa: E402
 
 
 def _ensure_default_user(settings: Settings) -> tuple[str, str] | None:
@@ -58,6 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info",
         log_config=None,  # ours above (VIZE_LOG_FORMAT), not uvicorn's
         timeout_graceful_shutdown=20,
+        # Forwarded headers (client address, scheme) only from the configured proxies; the
+        # app applies the same rule to X-Forwarded-For for the limits (vize.services.limits).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     return 0
 
@@ -84,7 +89,10 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     upgrade(engine)
     try:
         with session_scope(make_sessionmaker(engine)) as db:
-            user = users.create_user(db, args.username, email=args.email, password=args.password)
+            # The administrator vouches for the address: no confirmation link.
+            user = users.create_user(
+                db, args.username, email=args.email, password=args.password, email_verified=True
+            )
             token = user.api_token
     except VizeError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
@@ -96,10 +104,29 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_invite(args: argparse.Namespace) -> int:
+    """Print a sign-up link for USERNAME (VIZE_SIGNUP=invite): valid once, for 7 days."""
+    from urllib.parse import quote
+
+    from vize.app import load_secret
+    from vize.services.invites import INVITE_DAYS, make_invite
+    from vize.services.users import USERNAME_RE
+
+    settings = Settings()
+    if not USERNAME_RE.match(args.username):
+        print("error: usernames are 1-150 letters, digits or _.@+-", file=sys.stderr)
+        return 1
+    token = make_invite(load_secret(settings), args.username)
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    print(f"Invitation for {args.username!r}, valid {INVITE_DAYS} days, once:")
+    print(f"{base}/signup?invite={quote(token)}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from vize.db.engine import make_engine
     from vize.db.migrate import upgrade
-    from vize.jobs.celery_app import run_worker
+    from vize.jobs.worker import run_worker
 
     settings = Settings()
     if not settings.broker_url:
@@ -111,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from vize.observability.logs import use_our_logging_in_celery
 
     use_our_logging_in_celery(settings.log_format, args.loglevel or settings.log_level)
-    run_worker(settings.broker_url, concurrency=args.concurrency, loglevel=args.loglevel)
+    run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
 
 
@@ -135,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email", default="")
     create.add_argument("--password")
     create.set_defaults(func=cmd_users_create)
+    invite = users_sub.add_parser("invite", help="print a sign-up link (VIZE_SIGNUP=invite)")
+    invite.add_argument("username")
+    invite.set_defaults(func=cmd_users_invite)
     from vize.client.cli import register
 
     register(sub)
@@ -143,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # a setting to fix: its message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,13 +9,18 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vize.services.invites import SignupMode
+
 
 class Settings(BaseSettings):
     """Every knob of the service. The README's configuration table mirrors this class."""
 
     model_config = SettingsConfigDict(env_prefix="VIZE_", extra="ignore")
 
-    data_dir: Path = Field(Path("./data"), description="Where SQLite, images and models live.")
+    data_dir: Path = Field(
+        Path("./data"),
+        description="SQLite, the generated secret key, the outbox; by default blobs and ONNX too.",
+    )
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite in data_dir.")
     broker_url: str = Field("", description="Redis URL; set it to run jobs on Celery workers.")
     storage_dir: Path | None = Field(
@@ -26,6 +31,10 @@ class Settings(BaseSettings):
         description="s3://bucket/prefix: blobs in S3-compatible object storage (AWS_* variables "
         "give endpoint, region, credentials); empty = the storage_dir folder.",
     )
+    onnx_dir: Path | None = Field(
+        None,
+        description="Where backbones converted to ONNX are cached; default data_dir/onnx.",
+    )
     host: str = Field("127.0.0.1", description="Address `vize serve` binds to.")
     port: int = Field(8000, description="Port `vize serve` listens on.")
     public_url: str = Field("", description="Base URL used in links; default from the request.")
@@ -34,6 +43,11 @@ class Settings(BaseSettings):
     min_images_per_label: int = Field(20, description="Images each label needs to train.")
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest image accepted.")
     max_image_pixels: int = Field(40_000_000, description="Decompression-bomb guard.")
+    max_decode_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Memory one image may take to decode (413 beyond); also the budget of all "
+        "decodes running at once.",
+    )
     max_batch_body_bytes: int = Field(
         24 * 1024 * 1024,
         description="Largest body of /v2/classify or a JSON training-image batch (413 beyond).",
@@ -53,7 +67,12 @@ class Settings(BaseSettings):
         2, description="Images a `vize worker` embeds in parallel (about its cores)."
     )
     inference_threads: int = Field(2, description="Bounded pool for blocking inference.")
-    url_fetch_timeout: float = Field(10.0, description="Seconds to fetch an `_url` image.")
+    url_fetch_timeout: float = Field(
+        10.0, description="Seconds for all the `_url` images of one request together."
+    )
+    url_fetches_per_user: int = Field(
+        4, description="URL fetches one user may have in flight at once (0 = no cap)."
+    )
     url_allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts exempt from the SSRF guard (tests only)."
     )
@@ -65,8 +84,24 @@ class Settings(BaseSettings):
     monthly_quota: int = Field(
         0, description="Images a user may classify per calendar month (429 beyond); 0 = none."
     )
+    signup: SignupMode = Field(
+        SignupMode.OPEN,
+        description="Who may create an account on the web: `open`, `invite` (links made by "
+        "`vize users invite NAME`) or `closed`.",
+    )
+    signups_per_minute: int = Field(
+        5, description="Sign-up attempts per client address per minute before 429; 0 = none."
+    )
     auth_failures_per_minute: int = Field(
         20, description="Failed logins / bad tokens per client address per minute before 429."
+    )
+    image_url_ttl_seconds: int = Field(
+        86400, ge=60, description="How long the signed img_path / thumb_img_path links work."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Proxies (addresses or CIDR networks, comma-separated) whose "
+        "`X-Forwarded-For` is believed; empty: none, the peer address counts.",
     )
     warm_up: bool = Field(True, description="Load the backbones at start, not on first use.")
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
@@ -112,6 +147,11 @@ class Settings(BaseSettings):
     @cached_property
     def blob_dir(self) -> Path:
         return (self.storage_dir or self.data_dir / "blobs").resolve()
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        # A property, not cached: a model_copy() with another data_dir must not keep the old one.
+        return (self.onnx_dir or self.data_dir / "onnx").resolve()
 
     @property
     def backbone_list(self) -> list[str]:

@@ -10,6 +10,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
+class ConfigError(Exception):
+    """A setting the service cannot start with; the message says what to set instead."""
+
+
 class VizeError(Exception):
     """A failure the client caused or must know about; services raise it, the app renders it."""
 
@@ -98,6 +102,26 @@ def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
 
 
+# Classification answers carry Ximilar's envelope, errors too: its client reads
+# ``result["status"]`` on every reply of these and raises its own exception from it.
+ENVELOPE_PATHS = frozenset({"/v2/classify", "/recognition/v2/classify", "/v1/classify"})
+
+
+def with_envelope(path: str, body: dict[str, Any], status: int) -> dict[str, Any]:
+    """``body`` plus Ximilar's envelope when ``path`` is a classify route. Also for replies
+    made outside the exception handlers (the body-limit middleware's 413)."""
+    if path.rstrip("/") in ENVELOPE_PATHS:
+        return {**body, "status": {"code": status, "text": body["detail"]}, "records": []}
+    return body
+
+
+def _reply(
+    request: Request, body: dict[str, Any], status: int, headers: Any = None
+) -> JSONResponse:
+    body = with_envelope(request.url.path, body, status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for err in exc.errors():
@@ -108,25 +132,25 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(VizeError)
-    async def _vize(_: Request, exc: VizeError) -> JSONResponse:
+    async def _vize(request: Request, exc: VizeError) -> JSONResponse:
         body = error_body(exc.detail, exc.code, **exc.extra)
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+        return _reply(request, body, exc.status, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
         summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
         body = error_body(f"Invalid input: {summary}", "invalid", errors=errors)
-        return JSONResponse(body, status_code=422)
+        return _reply(request, body, 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = "Not found."
         headers = getattr(exc, "headers", None)
-        return JSONResponse(error_body(detail, code), status_code=exc.status_code, headers=headers)
+        return _reply(request, error_body(detail, code), exc.status_code, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

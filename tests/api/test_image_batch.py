@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_error, create_label
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 from vize.config import Settings
 

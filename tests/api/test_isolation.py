@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_error, create_label, create_task, upload, upload_ok
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 
 
@@ -36,9 +36,14 @@ def _by_id_requests(w: dict[str, Any], mine: dict[str, str]) -> list[tuple[str, 
         ("POST", f"{lb}/remove-task", {"json": {"task_id": mine["task"]}}),
         ("GET", im, {}), ("PATCH", im, {"json": {"test_image": True}}),
         ("PUT", im, {"json": {"test_image": True}}), ("DELETE", im, {}),
-        ("GET", w["image"]["img_path"], {}), ("GET", w["image"]["thumb_img_path"], {}),
+        # Without their signature (the signed links work for anyone holding them).
+        ("GET", f"{im}/file", {}), ("GET", f"{im}/thumb", {}),
+        ("GET", f"{im}/file?sig=forged", {}), ("GET", f"{im}/thumb?sig=forged", {}),
         ("POST", f"{im}/add-label", {"json": {"label_id": mine["label"]}}),
         ("POST", f"{im}/remove-label", {"json": {"label_id": mine["label"]}}),
+        ("POST", f"{im}/update-label", {"json": {"label_id": mine["label"], "value": 1}}),
+        ("POST", "/v2/training-image/update", {"json": {"images": [w["image"]["id"]]}}),
+        ("DELETE", f"{lb}/wipe", {}),
     ]  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.api.helpers import assert_error
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient, app_client
 from vize.api.limits import RequestGate, body_cap, max_body_bytes
 from vize.app import create_app

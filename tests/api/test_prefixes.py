@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 
 PREFIXES = ["/v2", "/recognition/v2"]

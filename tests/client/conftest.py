@@ -1,5 +1,5 @@
 """Fixtures for the SDK and CLI tests: a client wired to the in-process app, the CLI with
-an injected transport, and small ImageFolders cut from the shared CIFAR-10 dev set."""
+an injected transport, and small ImageFolders cut from the committed image set."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tqdm import tqdm
 
 import vize.client.cli as client_cli
 from tests.client.transport import InProcessTransport
-from tests.conftest import dataset_dir
+from tests.helpers import images
 from tests.inprocess import AppClient
 from vize.cli import main
 from vize.client import VizeClient
@@ -37,11 +38,9 @@ def cut_image_folder(
     dest: Path, labels: tuple[str, ...] = LABELS, per_label: int = 6, offset: int = 0
 ) -> Path:
     """``dest/<label>/<file>.png``: ``per_label`` CIFAR-10 images of each label."""
-    source = dataset_dir()
     for label in labels:
         (dest / label).mkdir(parents=True, exist_ok=True)
-        files = sorted((source / label).glob("*.png"))[offset : offset + per_label]
-        for path in files:
+        for path in images(label, offset, offset + per_label):
             shutil.copy(path, dest / label / path.name)
     return dest
 
@@ -68,6 +67,9 @@ def cli(
 ) -> Callable[..., Run]:
     """Run ``vize ARGS...`` in-process as alice; returns exit code, stdout, stderr."""
     monkeypatch.setattr(client_cli, "TRANSPORT", transport)
+    # A disabled tqdm bar (no TTY here) still starts tqdm's monitor thread and never stops it;
+    # in a real `vize` process it ends with the process, in-process it would outlive the suite.
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
     monkeypatch.setenv("VIZE_URL", BASE_URL)
     monkeypatch.setenv("VIZE_TOKEN", alice["token"])
     monkeypatch.setenv("VIZE_CONFIG", str(tmp_path / "config" / "vize.json"))

@@ -16,7 +16,7 @@ import vize.client.cli as client_cli
 from tests.client.conftest import LABELS, Run
 from tests.client.fakes import fake_training_server
 from tests.client.transport import HashReportingTransport, InProcessTransport
-from tests.conftest import dataset_dir, png_bytes
+from tests.helpers import image, png_bytes
 from vize.cli import main
 from vize.client import VizeClient
 
@@ -212,7 +212,7 @@ def test_train_classify_models(
     run = cli("train", "cifar", "--wait", "--poll-interval", "0.05")
     assert run.code == 0, run.err
     assert "Trained 'cifar' version 1" in run.out and "Deployed version: 1" in run.out
-    files = [sorted((dataset_dir() / name).glob("*.png"))[60] for name in LABELS]
+    files = [image(name, 60) for name in LABELS]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
     run = cli("classify", "cifar", *map(str, files))

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.client.conftest import LABELS, cut_image_folder
-from tests.conftest import dataset_dir
+from tests.helpers import image
 
 VIZE = Path(sys.executable).with_name("vize")
 
@@ -134,7 +134,7 @@ def test_folder_to_predictions_on_a_live_server(
     assert trained.returncode == 0, trained.stderr
     assert "Trained 'cifar' version 1" in trained.stdout
 
-    files = [str(sorted((dataset_dir() / name).glob("*.png"))[70]) for name in LABELS]
+    files = [str(image(name, 70)) for name in LABELS]
     classified = _vize("classify", "cifar", *files, "--json", env=env)
     assert classified.returncode == 0, classified.stderr
     rows = json.loads(classified.stdout)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from PIL import Image as PILImage
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from vize.client import CLASSIFY_BATCH, VizeClient
 from vize.client.imageio import prepare
 

@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from tests.client.conftest import BASE_URL
 from tests.client.httpserver import serve
 from tests.client.transport import FlakyTransport, InProcessTransport
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from vize.client import (
     AuthError,
     Image,

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 
 from tests.client.conftest import LABELS, cut_image_folder
 from tests.client.fakes import fake_training_server as _fake_server
-from tests.conftest import dataset_dir
+from tests.helpers import image
 from vize.client import (
     Job,
     Model,
@@ -87,7 +87,7 @@ def test_classify_paths_bytes_pil_and_batches(vize: VizeClient, tmp_path: Path) 
     with pytest.raises(NotTrained):
         vize.classify(task, tmp_path / "f" / "cat" / "cat_000.png")
     vize.train(task, poll_interval=0.05)
-    unseen = [sorted((dataset_dir() / name).glob("*.png"))[50] for name in LABELS]
+    unseen = [image(name, 50) for name in LABELS]
     big = PILImage.open(unseen[0]).resize((1024, 768))  # goes through the 512 px resize
     inputs: list = [*unseen, unseen[1].read_bytes(), big, b"not an image"] + unseen * 2
     results = vize.classify(task, inputs, descriptor=True)

@@ -22,8 +22,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import dataset_dir
 from tests.e2e.procs import create_user, serve, stop, vize
+from tests.helpers import image, images
 from tests.s3server import S3Server
 from vize.db.engine import normalize_url
 from vize.storage.s3 import S3BlobStore
@@ -73,7 +73,7 @@ def _setup(c: httpx.Client, per_label: int) -> tuple[str, dict[str, str]]:
     for name in ("airplane", "frog"):
         label = c.post("/v2/label/", json={"name": name, "task": task["id"]}).json()
         labels[name] = label["id"]
-        for f in sorted((dataset_dir() / name).glob("*.png"))[:per_label]:
+        for f in images(name, 0, per_label):
             r = c.post(
                 "/v2/training-image/",
                 data={"labels": label["id"]},
@@ -103,13 +103,13 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
         task_id, labels = _setup(ca, per_label=40)
         assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
         assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
-        img = base64.b64encode((dataset_dir() / "frog" / "frog_090.png").read_bytes()).decode()
+        img = base64.b64encode(image("frog", 90).read_bytes()).decode()
         r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
         assert r.status_code == 200, r.text
         assert r.json()["version"] == 1 and r.json()["records"][0]["best_label"]["name"] == "frog"
 
         # Add images so that version 2 has new embeddings to compute, then kill the worker.
-        for f in sorted((dataset_dir() / "frog").glob("*.png"))[40:70]:
+        for f in images("frog", 40, 70):
             ca.post(
                 "/v2/training-image/",
                 data={"labels": labels["frog"]},
@@ -176,7 +176,7 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
         task_id, labels = _setup(ca, per_label=10)
         assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
         assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
-        frog = (dataset_dir() / "frog" / "frog_090.png").read_bytes()
+        frog = image("frog", 90).read_bytes()
         img = base64.b64encode(frog).decode()
         r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
         assert r.status_code == 200, r.text
@@ -184,7 +184,7 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
         first = ca.get("/v2/training-image/", params={"page_size": 1}).json()["results"][0]
         assert cb.get(first["img_path"]).status_code == 200  # written by A, read by B
 
-        frogs = sorted((dataset_dir() / "frog").glob("*.png"))[10:60]
+        frogs = images("frog", 10, 60)
         for f in frogs:
             r = ca.post("/v2/training-image/", data={"labels": labels["frog"]},
                         files={"img_path": (f.name, f.read_bytes(), "image/png")})  # fmt: skip

@@ -1,8 +1,5 @@
-"""Fixtures of the hardening tests.
-
-- No embedded job worker unless a test trains (``trained`` below builds its own app).
-- alice and bob by token only: argon2 for a password costs ~0.25 s a user.
-"""
+"""Fixtures of the hardening tests: no embedded job worker unless a test trains (``trained``
+below builds its own app). alice and bob come from tests/fixtures.py."""
 
 from __future__ import annotations
 
@@ -12,32 +9,20 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import token_user
+from tests.helpers import task_with_images, token_user, wait_training
 from tests.inprocess import AppClient, app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.config import Settings
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    settings.embedded_worker = False
-    return settings
-
-
-@pytest.fixture
-def alice(client: AppClient, settings: Settings) -> dict[str, Any]:
-    return token_user(settings, "alice")
-
-
-@pytest.fixture
-def bob(client: AppClient, settings: Settings) -> dict[str, Any]:
-    return token_user(settings, "bob")
+def embedded_worker() -> bool:
+    return False
 
 
 def train_task(client: AppClient, headers: dict[str, str]) -> str:
     """A task with 2 labels x 5 images, trained; returns its id."""
-    task_id: str = _task_with_images(client, headers, n=5)["task"]["id"]
+    task_id: str = task_with_images(client, headers, n=5)["task"]["id"]
     assert client.post(f"/v2/task/{task_id}/train/", headers=headers).status_code == 202
     assert wait_training(client, headers, task_id)["state"] == "succeeded"
     return task_id

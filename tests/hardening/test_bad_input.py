@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import create_engine, func, select
 
 from tests.api.helpers import assert_error, upload
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 from vize.api.limits import max_body_bytes
 from vize.config import Settings

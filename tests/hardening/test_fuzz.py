@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.conftest import png_bytes
 from tests.e2e.procs import create_user, serve, stop
 from tests.hardening.live import record
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("VIZE_FUZZ_EXAMPLES", "15"))

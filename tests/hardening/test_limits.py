@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.api.helpers import assert_error
-from tests.conftest import dataset_dir, make_user
+from tests.helpers import images, make_user
 from tests.inprocess import AppClient, app_client
 from tests.web.helpers import form_csrf
 from vize.api.deps import SESSION_COOKIE
@@ -115,7 +115,7 @@ def test_replicas_share_the_failure_count_through_redis(shared_redis: Settings) 
 
 # ---- classification: per-minute rate and monthly quota --------------------------------------
 def _records(n: int, bad: int = 0) -> list[dict[str, str]]:
-    files = sorted((dataset_dir() / "cat").glob("*.png"))[60 : 60 + n]
+    files = images("cat", 60, 60 + n)
     good = [{"_base64": base64.b64encode(f.read_bytes()).decode()} for f in files]
     return good + [{"_base64": "@@not-base64"}] * bad
 

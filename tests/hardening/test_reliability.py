@@ -231,7 +231,7 @@ def test_sigkill_during_training_resumes_after_restart(server: Server) -> None:
         "model_versions": [m["version"] for m in models], **assert_consistent(server),
     })  # fmt: skip
     assert job["attempts"] == 2 and [m["version"] for m in models] == [1]
-    assert models[0]["train_status"] == "trained"
+    assert models[0]["train_state"] == "trained"
 
 
 # ---- SQLite write contention -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy import MetaData, create_engine, select
 from starlette.routing import Mount, Route
 
 from tests.api.helpers import assert_error, create_label, create_task, upload_ok
-from tests.conftest import make_user
+from tests.helpers import make_user
 from tests.inprocess import AppClient
 from tests.web.helpers import sign_up
 from vize.api.deps import SESSION_COOKIE

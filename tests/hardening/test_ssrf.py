@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import assert_error
-from tests.conftest import png_bytes
 from tests.hardening.servers import Server, http_server, image_and_redirects, secret
+from tests.helpers import png_bytes, wait_training
 from tests.inprocess import AppClient
-from tests.recognition.test_train_classify import wait_training
 from vize.config import Settings
 
 ALLOWED = "127.0.0.1"

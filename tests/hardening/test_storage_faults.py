@@ -19,11 +19,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.api.conftest import token_user
 from tests.api.helpers import assert_error, upload
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes, task_with_images, token_user
 from tests.inprocess import AppClient, app_client
-from tests.recognition.test_train_classify import _task_with_images
 from vize.api.deps import AppState
 from vize.app import create_app
 from vize.config import Settings
@@ -131,7 +129,7 @@ def test_sweep_runs_after_start_up(settings: Settings) -> None:
     old = time.time() - 7200
     os.utime(store.root / "images/u/ab/crashed", (old, old))
     with app_client(create_app(settings)) as client:
-        sweeper = client.transport.app.state.vize_sweeper  # type: ignore[attr-defined]
+        sweeper = client.transport.app.state.vize.services.sweeper  # type: ignore[attr-defined]
         deadline = time.monotonic() + 30
         while sweeper.rounds < 1:
             assert time.monotonic() < deadline
@@ -146,7 +144,7 @@ def test_task_deleted_during_training_leaves_no_model_file(settings: Settings) -
     )
     with app_client(create_app(slow)) as client:
         h = token_user(slow, "alice")["headers"]
-        task_id = _task_with_images(client, h, n=10)["task"]["id"]
+        task_id = task_with_images(client, h, n=10)["task"]["id"]
         job_id = client.post(f"/v2/task/{task_id}/train/", headers=h).json()["job_id"]
         while client.get(f"/v2/job/{job_id}/", headers=h).json()["state"] == "queued":
             time.sleep(0.01)

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tests.helpers import task_with_images
 from tests.inprocess import app_client
 from tests.jobs.test_restart import _ctx_of
-from tests.recognition.test_train_classify import _task_with_images
 from vize.app import create_app
 from vize.config import Settings
 from vize.jobs.executor import execute
@@ -36,7 +36,7 @@ class DeletesOnFirstRead:
 def _train_while_deleting(settings: Settings, h: dict, n_deleted: int) -> tuple[dict, dict]:
     idle = settings.model_copy(update={"embedded_worker": False})
     with app_client(create_app(idle)) as client:
-        t = _task_with_images(client, h, n=7)
+        t = task_with_images(client, h, n=7)
         task_id, cat = t["task"]["id"], t["labels"]["cat"]
         cats = client.get(f"/v2/training-image/?label={cat}", headers=h).json()["results"]
 
@@ -57,7 +57,7 @@ def _train_while_deleting(settings: Settings, h: dict, n_deleted: int) -> tuple[
 def test_training_leaves_out_images_deleted_meanwhile(settings: Settings, alice: dict) -> None:
     status, model = _train_while_deleting(settings, alice["headers"], n_deleted=1)
     assert status["state"] == "succeeded", status
-    assert model["train_status"] == "trained" and model["images_count"] == 13
+    assert model["train_state"] == "trained" and model["images_count"] == 13
 
 
 def test_training_fails_clearly_when_deletions_leave_too_few(
@@ -66,4 +66,4 @@ def test_training_fails_clearly_when_deletions_leave_too_few(
     status, model = _train_while_deleting(settings, alice["headers"], n_deleted=3)
     assert status["state"] == "failed"
     assert "'cat' has 4" in status["error"], status
-    assert model["train_status"] == "failed"
+    assert model["train_state"] == "failed"

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.helpers import task_with_images, wait_training
 from tests.inprocess import AppClient, app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.config import Settings
 
@@ -60,7 +60,7 @@ def test_emails_on_start_and_success_over_smtp(
     inbox, port = smtp
     s = settings.model_copy(update={"smtp_url": f"smtp://127.0.0.1:{port}"})
     with app_client(create_app(s)) as client:
-        t = _task_with_images(client, alice["headers"])
+        t = task_with_images(client, alice["headers"])
         client.post(f"/v2/task/{t['task']['id']}/train/", headers=alice["headers"])
         assert wait_training(client, alice["headers"], t["task"]["id"])["state"] == "succeeded"
     _wait_mails(inbox, 2)
@@ -72,7 +72,7 @@ def test_emails_on_start_and_success_over_smtp(
 
 def test_outbox_and_switch_off(client: AppClient, settings: Settings, alice: dict) -> None:
     h = alice["headers"]
-    t = _task_with_images(client, h)
+    t = task_with_images(client, h)
     client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
     wait_training(client, h, t["task"]["id"])
     outbox = Path(settings.data_dir) / "outbox"
@@ -98,12 +98,13 @@ def test_signed_webhook_on_training_end(settings: Settings, alice: dict) -> None
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
     s = settings.model_copy(update={"url_allow_hosts": ["127.0.0.1"]})
     try:
         with app_client(create_app(s)) as client:
             h = alice["headers"]
-            t = _task_with_images(client, h)
+            t = task_with_images(client, h)
             url = f"http://127.0.0.1:{server.server_address[1]}/hook"
             task = client.patch(
                 f"/v2/task/{t['task']['id']}/", headers=h, json={"webhook_url": url}
@@ -113,6 +114,7 @@ def test_signed_webhook_on_training_end(settings: Settings, alice: dict) -> None
     finally:
         server.shutdown()
         server.server_close()
+        serving.join()
     assert len(received) == 1
     body, signature = received[0]
     expected = hmac.new(task["webhook_secret"].encode(), body, hashlib.sha256).hexdigest()

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+from tests.helpers import task_with_images, wait_training
 from tests.inprocess import app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
@@ -18,7 +18,7 @@ def _queue_training(settings: Settings, h: dict) -> tuple[str, str]:
     """Queue a training with the worker off; returns (task id, job id)."""
     idle = settings.model_copy(update={"embedded_worker": False})
     with app_client(create_app(idle)) as client:
-        t = _task_with_images(client, h)
+        t = task_with_images(client, h)
         r = client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
         assert r.status_code == 202
         return t["task"]["id"], r.json()["job_id"]
@@ -45,7 +45,7 @@ def test_queued_training_runs_after_restart(settings: Settings, alice: dict) -> 
     h = alice["headers"]
     idle = settings.model_copy(update={"embedded_worker": False})
     with app_client(create_app(idle)) as client:
-        t = _task_with_images(client, h)
+        t = task_with_images(client, h)
         r = client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
         assert r.status_code == 202
         assert (
@@ -78,7 +78,7 @@ def test_out_of_attempts_fails_with_reason(settings: Settings, alice: dict) -> N
         st = wait_training(client, h, task_id)
         assert st["state"] == "failed" and "Worker stopped responding" in st["error"]
         task = client.get(f"/v2/task/{task_id}/", headers=h).json()
-        assert task["production_version"] == -1 and task["last_train_status"] == "failed"
+        assert task["production_version"] == -1 and task["last_train_state"] == "failed"
 
 
 def test_duplicate_delivery_is_skipped(settings: Settings, alice: dict) -> None:
@@ -87,14 +87,14 @@ def test_duplicate_delivery_is_skipped(settings: Settings, alice: dict) -> None:
     h = alice["headers"]
     idle = settings.model_copy(update={"embedded_worker": False})
     with app_client(create_app(idle)) as client:
-        t = _task_with_images(client, h)
+        t = task_with_images(client, h)
         job_id = client.post(f"/v2/task/{t['task']['id']}/train/", headers=h).json()["job_id"]
         ctx = client.call(_ctx_of, client)
         assert execute(ctx, job_id) == "succeeded"
         assert execute(ctx, job_id) == "skipped"
         models = client.get(f"/v2/model/?task={t['task']['id']}", headers=h).json()
-        assert models["count"] == 1 and models["results"][0]["train_status"] == "trained"
+        assert models["count"] == 1 and models["results"][0]["train_state"] == "trained"
 
 
 async def _ctx_of(client: object) -> object:
-    return client._client._transport.app.state.vize.services["job_context"]  # type: ignore[attr-defined]
+    return client._client._transport.app.state.vize.services.jobs  # type: ignore[attr-defined]

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import onnx
@@ -14,6 +18,7 @@ from vize.ml.backbones import (
     create_backbone,
     get_backbone_config,
     known_backbones,
+    onnx_cache_path,
     weights_path,
 )
 from vize.ml.onnx_export import lite_blocks, round_filters, same_pads
@@ -43,20 +48,47 @@ def test_missing_weights_package_says_what_to_install():
         weights_path(cfg)
 
 
-def test_conversion_is_cached(embedder, ml_cache_dir: Path):
+def test_conversion_is_cached(embedder, onnx_dir: Path):
     bb = embedder.backbone("efficientnet_lite0")
-    assert bb.onnx_path.parent == ml_cache_dir
+    assert bb.onnx_path.parent == onnx_dir
     assert f"v{ONNX_FORMAT_VERSION}" in bb.onnx_path.name
     mtime = bb.onnx_path.stat().st_mtime_ns
-    again = create_backbone("efficientnet_lite0", ml_cache_dir)
+    again = create_backbone("efficientnet_lite0", onnx_dir)
     assert again.onnx_path == bb.onnx_path
     assert again.onnx_path.stat().st_mtime_ns == mtime  # not rewritten
-    assert not list(ml_cache_dir.glob("*.tmp"))
+    assert not list(onnx_dir.glob("*.tmp"))
     model = onnx.load(str(bb.onnx_path))
     assert [o.name for o in model.graph.output] == ["embedding", "logits"]
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param == "N"  # dynamic batch
     assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
+
+
+def test_concurrent_conversions_never_expose_a_partial_file(tmp_path: Path):
+    # Every app of the test session (and every process of a deployment sharing VIZE_ONNX_DIR)
+    # may convert into one folder at once: a reader must only ever see the whole file.
+    path = onnx_cache_path(get_backbone_config("efficientnet_lite0"), tmp_path)
+    sizes: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                sizes.add(path.stat().st_size)
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            made = list(pool.map(lambda _: create_backbone("efficientnet_lite0", tmp_path), [1, 2]))
+    finally:
+        done.set()
+        watcher.join()
+    assert {bb.onnx_path for bb in made} == {path}
+    assert sizes <= {path.stat().st_size}
+    assert not list(tmp_path.glob("*.tmp"))
+    onnx.checker.check_model(str(path))
 
 
 def test_architecture_helpers():

@@ -20,8 +20,8 @@ def test_concurrent_embedding_matches_sequential(embedder: Embedder):
     assert embedder.session("efficientnet_lite0") is embedder.session("efficientnet_lite0")
 
 
-def test_batches_larger_than_max_batch_are_split(ml_cache_dir: Path):
-    small = Embedder(ml_cache_dir, max_batch=2)
+def test_batches_larger_than_max_batch_are_split(onnx_dir: Path):
+    small = Embedder(onnx_dir, max_batch=2)
     x = np.random.default_rng(1).uniform(-1, 1, (5, 3, 224, 224)).astype(np.float32)
     out = small.embed("efficientnet_lite0", x)
     assert out.shape == (5, 1280)

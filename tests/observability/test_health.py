@@ -4,10 +4,12 @@ part named (not its error text) when one is down."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from tests.inprocess import AppClient, app_client
 from vize.app import create_app
 from vize.config import Settings
+from vize.ml.backbones import get_backbone_config, onnx_cache_path
 
 
 def test_live_and_ready(client: AppClient) -> None:
@@ -42,8 +44,14 @@ def test_ready_checks_the_broker(settings: Settings) -> None:
     assert "hunter2" not in r.text  # the URL (and its password) never reaches the answer
 
 
-def test_ready_checks_the_models(settings: Settings) -> None:
-    broken = settings.model_copy(update={"backbone": "no_such_backbone", "warm_up": False})
+def test_ready_checks_the_models(settings: Settings, tmp_path: Path) -> None:
+    # A known backbone (an unknown one is refused by create_app) whose cached ONNX file is
+    # damaged: the server starts, but cannot load the model.
+    cache = tmp_path / "onnx-broken"
+    cache.mkdir()
+    name = settings.backbone_list[0]
+    onnx_cache_path(get_backbone_config(name), cache).write_bytes(b"not an onnx model")
+    broken = settings.model_copy(update={"onnx_dir": cache, "warm_up": False})
     with app_client(create_app(broken)) as client:
         r = client.get("/health/ready")
     assert r.status_code == 503

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_user, png_bytes
+from tests.helpers import make_user, png_bytes
 from tests.inprocess import AppClient, app_client
 from tests.web.helpers import log_in
 from vize.app import create_app

@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import token_user
 from tests.api.helpers import upload
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes, task_with_images, token_user, wait_training
 from tests.inprocess import AppClient, app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.tables import Job, Usage, utcnow
@@ -113,7 +111,7 @@ def test_trainings_count_their_embedding_cache_lookups(settings: Settings) -> No
     )
     with app_client(create_app(configured)) as client:
         h = token_user(configured, "alice")["headers"]
-        task_id = _task_with_images(client, h, n=5)["task"]["id"]
+        task_id = task_with_images(client, h, n=5)["task"]["id"]
         counts = []
         for _ in range(2):
             assert client.post(f"/v2/task/{task_id}/train/", headers=h).status_code == 202

@@ -7,9 +7,8 @@ import time
 
 from sqlalchemy import select
 
-from tests.api.conftest import token_user
+from tests.helpers import task_with_images, token_user, wait_training
 from tests.inprocess import app_client
-from tests.recognition.test_train_classify import _task_with_images, wait_training
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
@@ -35,7 +34,7 @@ def test_a_running_training_is_handed_back_and_finished_after_restart(
     )
     with app_client(create_app(slow)) as client:
         h = token_user(slow, "alice")["headers"]
-        task_id = _task_with_images(client, h, n=10)["task"]["id"]
+        task_id = task_with_images(client, h, n=10)["task"]["id"]
         job_id = client.post(f"/v2/task/{task_id}/train/", headers=h).json()["job_id"]
         deadline = time.monotonic() + 60
         while client.get(f"/v2/job/{job_id}/", headers=h).json()["state"] == "queued":

@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import base64
-import time
-from pathlib import Path
-from typing import Any
 
-from tests.conftest import dataset_dir
+from tests.helpers import image, images, task_with_images, upload_label, wait_training
 from tests.inprocess import AppClient
-
-
-def _upload_label(client: AppClient, h: dict, task_id: str, name: str, files: list[Path]) -> str:
-    label = client.post("/v2/label/", headers=h, json={"name": name, "task": task_id}).json()
-    for f in files:
-        r = client.post(
-            "/v2/training-image/",
-            headers=h,
-            data={"labels": label["id"]},
-            files={"img_path": (f.name, f.read_bytes(), "image/png")},
-        )
-        assert r.status_code == 201, r.text
-    return label["id"]
-
-
-def wait_training(client: AppClient, h: dict, task_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = client.get(f"/v2/task/{task_id}/training/", headers=h).json()
-        if st["state"] in ("succeeded", "failed"):
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"training did not finish: {st}")
 
 
 def test_train_then_classify(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
-    root = dataset_dir()
     task = client.post("/v2/task/", headers=h, json={"name": "planes vs cars"}).json()
-    planes = sorted((root / "airplane").glob("*.png"))
-    cars = sorted((root / "automobile").glob("*.png"))
-    plane_id = _upload_label(client, h, task["id"], "airplane", planes[:8])
-    _upload_label(client, h, task["id"], "automobile", cars[:8])
+    plane_id = upload_label(client, h, task["id"], "airplane", images("airplane", 0, 8))
+    upload_label(client, h, task["id"], "automobile", images("automobile", 0, 8))
     r = client.post(f"/v2/task/{task['id']}/train/", headers=h)
     assert r.status_code == 202, r.text
     assert r.json()["model"]["version"] == 1
@@ -50,9 +21,9 @@ def test_train_then_classify(client: AppClient, alice: dict) -> None:
     task = client.get(f"/v2/task/{task['id']}", headers=h).json()
     assert task["production_version"] == 1
     model = client.get(f"/v2/model/?task={task['id']}", headers=h).json()["results"][0]
-    assert model["train_status"] == "trained"
+    assert model["train_state"] == "trained"
     assert model["metrics"]["confusion_matrix"]["matrix"]
-    b64 = base64.b64encode(planes[50].read_bytes()).decode()
+    b64 = base64.b64encode(image("airplane", 50).read_bytes()).decode()
     r = client.post(
         "/v2/classify",
         headers=h,
@@ -71,26 +42,16 @@ def test_train_then_classify(client: AppClient, alice: dict) -> None:
         "/v1/classify/",
         headers=h,
         data={"task": task["id"]},
-        files={"image_file": ("x.png", planes[51].read_bytes(), "image/png")},
+        files={"image_file": ("x.png", image("airplane", 51).read_bytes(), "image/png")},
     )
     assert r.status_code == 200, r.text
     assert r.json()["best_label"]["label_name"] == "airplane"
     assert client.get("/v2/usage/", headers=h).json()["today"] == 2
 
 
-def _task_with_images(client: AppClient, h: dict, n: int = 6, kind: str = "multi_class") -> dict:
-    root = dataset_dir()
-    task = client.post("/v2/task/", headers=h, json={"name": "t", "type": kind}).json()
-    ids = {}
-    for name in ("cat", "ship"):
-        files = sorted((root / name).glob("*.png"))[:n]
-        ids[name] = _upload_label(client, h, task["id"], name, files)
-    return {"task": task, "labels": ids}
-
-
 def test_train_refuses_short_labels_naming_each(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
-    t = _task_with_images(client, h, n=3)
+    t = task_with_images(client, h, n=3)
     r = client.post(f"/recognition/v2/task/{t['task']['id']}/train", headers=h)
     assert r.status_code == 400
     body = r.json()
@@ -103,7 +64,7 @@ def test_train_refuses_short_labels_naming_each(client: AppClient, alice: dict) 
 
 def test_versions_pinning_and_isolation(client: AppClient, alice: dict, bob: dict) -> None:
     h = alice["headers"]
-    t = _task_with_images(client, h)
+    t = task_with_images(client, h)
     tid = t["task"]["id"]
     for expected in (1, 2):
         r = client.post(f"/v2/task/{tid}/train/", headers=h)
@@ -118,7 +79,7 @@ def test_versions_pinning_and_isolation(client: AppClient, alice: dict, bob: dic
     assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 1
     models = client.get(f"/v2/model/?task={tid}", headers=h).json()
     assert [m["version"] for m in models["results"]] == [3, 2, 1]
-    img = base64.b64encode((dataset_dir() / "cat" / "cat_090.png").read_bytes()).decode()
+    img = base64.b64encode(image("cat", 90).read_bytes()).decode()
     r = client.post(
         "/v2/classify/", headers=h, json={"task": tid, "version": 3, "records": [{"_base64": img}]}
     )
@@ -138,7 +99,7 @@ def test_versions_pinning_and_isolation(client: AppClient, alice: dict, bob: dic
 def test_untrained_task_and_bad_requests(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
     task = client.post("/v2/task/", headers=h, json={"name": "empty"}).json()
-    img = base64.b64encode((dataset_dir() / "cat" / "cat_000.png").read_bytes()).decode()
+    img = base64.b64encode(image("cat", 0).read_bytes()).decode()
     r = client.post(
         "/v2/classify", headers=h, json={"task_id": task["id"], "records": [{"_base64": img}]}
     )
@@ -168,14 +129,13 @@ def test_classify_checks_the_credential_before_the_body(client: AppClient, alice
 
 def test_tagging_task_trains_with_negative_label(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
-    root = dataset_dir()
     task = client.post("/v2/task/", headers=h, json={"name": "tags", "type": "multi_label"}).json()
     negative = task["negative_label"]
     animal = client.post(
         "/v2/label/", headers=h, json={"name": "animal", "task": task["id"]}
     ).json()
     for name in ("cat", "dog", "ship", "truck"):
-        for f in sorted((root / name).glob("*.png"))[:5]:
+        for f in images(name, 0, 5):
             labels = animal["id"] if name in ("cat", "dog") else negative
             r = client.post(
                 "/v2/training-image/",
@@ -186,7 +146,7 @@ def test_tagging_task_trains_with_negative_label(client: AppClient, alice: dict)
             assert r.status_code == 201
     assert client.post(f"/v2/task/{task['id']}/train/", headers=h).status_code == 202
     assert wait_training(client, h, task["id"])["state"] == "succeeded"
-    img = base64.b64encode((root / "dog" / "dog_080.png").read_bytes()).decode()
+    img = base64.b64encode(image("dog", 80).read_bytes()).decode()
     r = client.post(
         "/v2/classify", headers=h, json={"task_id": task["id"], "records": [{"_base64": img}]}
     )

@@ -31,15 +31,26 @@ def pool() -> Iterator[FairPool]:
     p.shutdown(wait=True, cancel_futures=True)
 
 
-def test_a_second_user_finds_a_free_worker_behind_a_flood(pool: FairPool) -> None:
+def test_a_second_user_finds_a_free_worker_behind_a_flood_of_costly_tasks(pool: FairPool) -> None:
     gate = threading.Event()
-    flood = [pool.submit_for("mallory", Priority.INTERACTIVE, gate.wait, WAIT) for _ in range(6)]
+    flood = [
+        pool.submit_for("mallory", Priority.INTERACTIVE, gate.wait, WAIT, capped=True)
+        for _ in range(6)
+    ]
     other = pool.submit_for("alice", Priority.INTERACTIVE, lambda: "done")
     # Answered while every one of mallory's tasks is still blocked or waiting.
     assert other.result(timeout=WAIT) == "done"
     assert sum(f.running() for f in flood) == 1
     gate.set()
     assert all(f.result(timeout=WAIT) for f in flood)
+
+
+def test_ordinary_tasks_of_one_user_take_every_worker(pool: FairPool) -> None:
+    """One user alone uses both cores: only costly tasks are held to a share."""
+    both = threading.Barrier(3)
+    futures = [pool.submit_for("alice", Priority.INTERACTIVE, both.wait, WAIT) for _ in range(2)]
+    both.wait(WAIT)  # both tasks run at the same time, else this times out
+    assert all(f.result(timeout=WAIT) is not None for f in futures)
 
 
 def test_one_user_alone_still_gets_its_share_in_turn(pool: FairPool) -> None:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from vize.config import Settings
 from vize.db.tables import Image, User
 from vize.errors import StorageError

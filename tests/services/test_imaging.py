@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from vize.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from vize.services.imaging import THUMB_SIZE, check_image, decode_base64, make_thumbnail
 

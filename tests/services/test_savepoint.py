@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from vize.config import Settings
 from vize.db.tables import Image, Model, TaskLabel, User
 from vize.services import images as images_service
@@ -62,7 +62,7 @@ def test_a_new_link_rolls_back_with_its_request(
         label = labels_service.create_label(db, carol, {"name": "cat"}, None)
     with pytest.raises(RequestFailed), sessions.begin() as db:
         tasks_service.add_label(
-            db, carol, tasks_service.get_task(db, carol, task.id),
+            db, tasks_service.get_task(db, carol, task.id),
             labels_service.get_label(db, carol, label.id),
         )  # fmt: skip
         raise RequestFailed

@@ -29,9 +29,9 @@ def test_create_task_cleans_and_checks(db: Session, carol: User) -> None:
 
 def test_update_task_treats_none_as_not_sent(db: Session, carol: User) -> None:
     task = tasks_service.create_task(db, carol, "t", "d")
-    tasks_service.update_task(db, carol, task, {"name": None, "description": None, "type": None})
+    tasks_service.update_task(db, task, {"name": None, "description": None, "type": None})
     assert (task.name, task.description) == ("t", "d")
-    tasks_service.update_task(db, carol, task, {"webhook_url": ""})
+    tasks_service.update_task(db, task, {"webhook_url": ""})
     assert task.webhook_url == ""
 
 
@@ -40,10 +40,10 @@ def test_production_version_pins_a_trained_model(db: Session, carol: User) -> No
     db.add_all([Model(task_id=task.id, version=1, train_status="trained"),
                 Model(task_id=task.id, version=2, train_status="failed")])  # fmt: skip
     db.flush()
-    tasks_service.update_task(db, carol, task, {"production_version": "1"})
+    tasks_service.update_task(db, task, {"production_version": "1"})
     assert (task.production_version, task.production_pinned) == (1, True)
     with pytest.raises(InvalidInput):
-        tasks_service.update_task(db, carol, task, {"production_version": 2})
+        tasks_service.update_task(db, task, {"production_version": 2})
     assert task.production_version == 1
 
 
@@ -52,7 +52,7 @@ def test_negative_label_lives_and_dies_with_its_task(db: Session, carol: User) -
     negative = db.get(Label, task.negative_label_id)
     assert negative is not None and negative.type == "tag"
     with pytest.raises(InvalidInput):
-        tasks_service.remove_label(db, carol, task, negative)
+        tasks_service.remove_label(db, task, negative)
     with pytest.raises(InvalidInput):
         labels_service.delete_label(db, negative)
     tasks_service.delete_task(db, task)
@@ -64,10 +64,10 @@ def test_negative_label_attached_elsewhere_survives(db: Session, carol: User) ->
     other = tasks_service.create_task(db, carol, "other", type="multi_label")
     negative = db.get(Label, task.negative_label_id)
     assert negative is not None
-    tasks_service.add_label(db, carol, other, negative)
+    tasks_service.add_label(db, other, negative)
     tasks_service.delete_task(db, task)
     assert db.get(Label, negative.id) is negative
-    tasks_service.remove_label(db, carol, other, negative)  # not *this* task's negative label
+    tasks_service.remove_label(db, other, negative)  # not *this* task's negative label
     assert negative not in other.labels
 
 
@@ -94,7 +94,7 @@ def test_concurrent_attach_of_the_same_label_is_idempotent(
     def attach(db: Session) -> list[str]:
         task = tasks_service.get_task(db, carol, task_id)
         label = labels_service.get_label(db, carol, label_id)
-        return [lbl.id for lbl in tasks_service.add_label(db, carol, task, label).labels]
+        return [lbl.id for lbl in tasks_service.add_label(db, task, label).labels]
 
     first, second = race(sessions, attach)
     assert first == second == [label_id]

@@ -10,9 +10,8 @@ import time
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.conftest import token_user
 from tests.api.helpers import assert_error, upload
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes, token_user
 from tests.inprocess import app_client
 from tests.services.test_images_service import AfterWrites, commit_upload
 from tests.storage.conftest import Backend

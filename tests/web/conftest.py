@@ -50,14 +50,16 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`vize serve` on a free port with its own data dir; yields its base URL."""
+def live_server(tmp_path_factory: pytest.TempPathFactory, onnx_dir: Path) -> Iterator[str]:
+    """`vize serve` on a free port with its own data dir (the session's ONNX cache); yields
+    its base URL."""
     data = tmp_path_factory.mktemp("live")
     port = _free_port()
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "VIZE_DATA_DIR": str(data / "data"),
+        "VIZE_ONNX_DIR": str(onnx_dir),
         "VIZE_DATABASE_URL": "",
         "VIZE_DEFAULT_USER": "",
         "VIZE_SECRET_KEY": "browser-test-secret",

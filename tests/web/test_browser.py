@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import dataset_dir
+from tests.helpers import image, images
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +20,6 @@ DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 TRAIN_TIMEOUT_MS = 240_000
 EXPECTED_REFUSALS = ("/v2/training-image/", "/train/")
-
-
-def images(label: str, first: int, count: int) -> list[Path]:
-    files = sorted((dataset_dir() / label).glob("*.png"))
-    return files[first : first + count]
 
 
 class Flow:
@@ -147,7 +142,7 @@ def upload_images(flow: Flow, tmp_path: Path) -> None:
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
-    batch = [*images("automobile", 0, 5), images("airplane", 5, 1)[0], broken, notes]
+    batch = [*images("automobile", 0, 5), image("airplane", 5), broken, notes]
     upload_by_picker(flow, "automobile", batch, "Done: 6 uploaded, 2 failed.")
     errors = page.locator(".upload-item.err .state").all_inner_texts()
     assert any("corrupt" in e for e in errors), errors
@@ -210,7 +205,7 @@ def train(flow: Flow) -> None:
 def preview(flow: Flow) -> None:
     page = flow.page
     flow.go(flow.task_path() + "/preview")
-    picture = images("airplane", 40, 1)[0]
+    picture = image("airplane", 40)
     page.set_input_files("#preview-file", str(picture))
     best = page.locator("#preview-best-label")
     best.wait_for(timeout=60_000)
@@ -255,7 +250,7 @@ def phone_screens(browser: Any, flow: Flow) -> None:
         assert width <= PHONE["width"], f"{name} scrolls sideways at phone width ({width}px)"
         page.screenshot(path=str(flow.shots / f"{name}-phone.png"), full_page=True)
     page.goto(flow.base + f"{task}/preview")
-    page.set_input_files("#preview-file", str(images("automobile", 40, 1)[0]))
+    page.set_input_files("#preview-file", str(image("automobile", 40)))
     page.locator("#preview-best-label").wait_for(timeout=60_000)
     page.screenshot(path=str(flow.shots / "preview-result-phone.png"), full_page=True)
     context.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 from tests.inprocess import AppClient
 from tests.web.helpers import (
     add_label,
@@ -66,7 +66,7 @@ def test_sign_up_errors_keep_the_form(client: AppClient) -> None:
     assert response.status_code == 409 and "already exists" in response.text
 
 
-def test_log_in_and_out(client: AppClient, alice: dict[str, Any]) -> None:
+def test_log_in_and_out(client: AppClient, alice_with_password: dict[str, Any]) -> None:
     response = log_in(client, "alice", "wrong-password")
     assert response.status_code == 400 and "Wrong username or password" in response.text
     response = log_in(client, "alice", "alice-password", next_url="/account")
@@ -78,14 +78,18 @@ def test_log_in_and_out(client: AppClient, alice: dict[str, Any]) -> None:
     assert client.get("/tasks").status_code == 303
 
 
-def test_login_never_redirects_off_site(client: AppClient, alice: dict[str, Any]) -> None:
+def test_login_never_redirects_off_site(
+    client: AppClient, alice_with_password: dict[str, Any]
+) -> None:
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
         response = log_in(client, "alice", "alice-password", next_url=target)
         assert response.headers["location"] == "/tasks"
         client.post("/logout", data={"csrf_token": form_csrf(client.get("/tasks").text)})
 
 
-def test_forms_reject_missing_or_foreign_csrf(client: AppClient, alice: dict[str, Any]) -> None:
+def test_forms_reject_missing_or_foreign_csrf(
+    client: AppClient, alice_with_password: dict[str, Any]
+) -> None:
     client.get("/login")
     assert (
         client.post("/login", data={"username": "alice", "password": "alice-password"}).status_code

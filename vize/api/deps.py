@@ -6,8 +6,8 @@ import hmac
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Annotated, Any
 
@@ -19,12 +19,29 @@ from starlette.datastructures import FormData
 from starlette.types import Scope
 
 from vize.api.limits import gate_request, user_id_from_gate
+from vize.api.signing import ImageLinks
 from vize.config import Settings
 from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
+from vize.jobs.runners import JobRunner
+from vize.observability.metrics import Metrics
+from vize.services import sessions as sessions_service
 from vize.services import users as users_service
-from vize.services.limits import check_auth_failures, record_auth_failure
+from vize.services.classify import Classifier
+from vize.services.context import JobContext
+from vize.services.fetch import UrlFetcher
+from vize.services.limits import (
+    Counter,
+    Limiter,
+    check_auth_failures,
+    client_address,
+    parse_networks,
+    record_auth_failure,
+)
+from vize.services.orphans import OrphanSweeper
+from vize.services.recognition import Recognizer
+from vize.services.workspaces import check_workspace
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
@@ -37,15 +54,32 @@ NOT_AUTHENTICATED = (
 )
 
 
+@dataclass(frozen=True)
+class Services:
+    """The long-lived objects the lifespan builds on top of the state, for the routes."""
+
+    counter: Counter  # rate-limit windows (Redis with a broker, else in process)
+    limiter: Limiter
+    recognizer: Recognizer
+    classifier: Classifier
+    runner: JobRunner
+    jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
+    after_upload: Callable[[str], None]  # called with the owner's id after new images
+    fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
+    metrics: Metrics  # this process's /metrics
+    sweeper: OrphanSweeper | None  # the background orphan sweep (VIZE_ORPHAN_SWEEP)
+
+
 @dataclass
 class AppState:
-    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``."""
+    """Everything the lifespan builds; routes reach it through ``request.app.state.vize``.
+    ``services`` is set last, after the app's extensions had their say on the rest."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     blobs: BlobStore
     signer: URLSafeTimedSerializer
-    services: dict[str, Any]
+    services: Services = field(init=False)
 
 
 def get_state(request: Request) -> AppState:
@@ -54,6 +88,27 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+# Async on purpose, like the two below: a sync dependency costs a worker-thread hop.
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.vize.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_classifier(services: ServicesDep) -> Classifier:
+    return services.classifier
+
+
+async def get_runner(services: ServicesDep) -> JobRunner:
+    return services.runner
+
+
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
 def get_settings(state: State) -> Settings:
@@ -69,7 +124,17 @@ def get_blobs(state: State) -> BlobStore:
     return state.blobs
 
 
+def get_image_links(state: State) -> ImageLinks:
+    return image_links(state)
+
+
+def image_links(state: AppState) -> ImageLinks:
+    """Signer of image URLs, with the app's secret (the session signer's key, another salt)."""
+    return ImageLinks(state.signer.secret_key, state.settings.image_url_ttl_seconds)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Links = Annotated[ImageLinks, Depends(get_image_links)]
 # scope="function": commit before the response is sent. With the default ("request") FastAPI
 # sends the response first, so a client could read a 201 for a row not yet committed (its
 # next request 404s) or for a commit that then fails.
@@ -82,7 +147,9 @@ def csrf_token(signer: URLSafeTimedSerializer, session_value: str) -> str:
     return hmac.new(key, b"csrf:" + session_value.encode(), sha256).hexdigest()
 
 
-def session_user_id(state: AppState, request: Request) -> str | None:
+def session_claims(state: AppState, request: Request) -> tuple[str, str] | None:
+    """(user id, session id) of a correctly signed session cookie; not yet checked against
+    the sessions table (``session_user`` does that)."""
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
@@ -90,7 +157,20 @@ def session_user_id(state: AppState, request: Request) -> str | None:
         data = state.signer.loads(raw, max_age=SESSION_MAX_AGE)
     except BadSignature:
         return None
-    return str(data.get("uid")) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not data.get("uid"):
+        return None
+    return str(data["uid"]), str(data.get("sid") or "")
+
+
+def session_user_id(state: AppState, request: Request) -> str | None:
+    claims = session_claims(state, request)
+    return claims[0] if claims else None
+
+
+def session_user(state: AppState, request: Request, db: Session) -> User | None:
+    """The user of the session cookie if its session is live (not logged out)."""
+    claims = session_claims(state, request)
+    return sessions_service.user_for(db, *claims) if claims else None
 
 
 def _token_from_header(request: Request) -> str | None:
@@ -106,18 +186,22 @@ def _token_from_header(request: Request) -> str | None:
 
 
 def client_ip(request: Request) -> str:
-    """The address rate limits count against (uvicorn resolves trusted proxy headers)."""
-    return request.client.host if request.client else "unknown"
+    """The address rate limits count against (``X-Forwarded-For`` only from trusted proxies)."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = parse_networks(get_state(request).settings.trusted_proxies)
+    return client_address(peer, request.headers.get("x-forwarded-for", ""), trusted)
 
 
 def check_credential_allowed(state: AppState, request: Request) -> None:
     """Before checking a token or password: 429 for an address that guessed too often."""
     limit = state.settings.auth_failures_per_minute
-    check_auth_failures(state.services["counter"], client_ip(request), limit)
+    check_auth_failures(state.services.counter, client_ip(request), limit)
 
 
 def note_credential_failure(state: AppState, request: Request) -> None:
-    record_auth_failure(state.services["counter"], client_ip(request))
+    """Count the failure; 429 instead of the 401 once beyond the limit (counted atomically)."""
+    limit = state.settings.auth_failures_per_minute
+    record_auth_failure(state.services.counter, client_ip(request), limit)
 
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
@@ -140,8 +224,15 @@ def authenticate_scope(scope: Scope) -> str:
 
 
 def authenticate(request: Request, state: AppState, db: Session) -> User:
-    """The request's user, from its API token or its session cookie (+ CSRF for writes).
+    """The request's user, from its API token or its session cookie (+ CSRF for writes), who
+    must own the workspace the request names, if any (404 otherwise, after the credential).
     Plain function as well as the dependency: a route may run it in its own worker thread."""
+    user = _credential_user(request, state, db)
+    check_workspace(user.id, _workspace_ref(request))
+    return user
+
+
+def _credential_user(request: Request, state: AppState, db: Session) -> User:
     checked = user_id_from_gate(request.scope)
     if checked is not None:  # the gate checked this request's credential already
         user = db.get(User, checked)
@@ -154,13 +245,12 @@ def authenticate(request: Request, state: AppState, db: Session) -> User:
         if user is None:
             note_credential_failure(state, request)
             raise Unauthorized("Invalid API token.", code="invalid_token")
+        check_credential_allowed(state, request)  # others' failures may have locked it since
         return user
-    uid = session_user_id(state, request)
-    if uid is not None:
-        user = db.get(User, uid)
-        if user is not None:
-            _check_csrf(state, request)
-            return user
+    user = session_user(state, request, db)
+    if user is not None:
+        _check_csrf(state, request)
+        return user
     raise Unauthorized(
         NOT_AUTHENTICATED,
         code="not_authenticated",
@@ -178,6 +268,34 @@ def _check_csrf(state: AppState, request: Request) -> None:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def note_workspace(request: Request) -> None:
+    """Dependency of every API route (run first): keep what names a workspace, the
+    ``workspace`` query parameter or JSON body field (Ximilar's client sends both), for
+    ``authenticate`` to check once it knows the user. A JSON body is read (bounded by the
+    body limit, and the routes read it anyway) but parsed only after authentication."""
+    request.state.workspace_query = request.query_params.get("workspace")
+    request.state.workspace_body = None
+    if request.method in SAFE_METHODS or _is_form(request):
+        return
+    body = await request.body()  # cached: the route's own body reader gets the same bytes
+    if b'"workspace"' in body:
+        request.state.workspace_body = body
+
+
+def _workspace_ref(request: Request) -> Any:
+    query = getattr(request.state, "workspace_query", None)
+    if query is not None:
+        return query
+    body = getattr(request.state, "workspace_body", None)
+    if body is None:
+        return None
+    try:
+        data = strict_json(body)
+    except ValueError:
+        return None  # the route's body reader answers the JSON error
+    return data.get("workspace") if isinstance(data, dict) else None
 
 
 async def has_credentials(request: Request) -> bool:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vize.config import Settings
-from vize.errors import VizeError
+from vize.errors import VizeError, with_envelope
 
 MULTIPART_OVERHEAD = 1024 * 1024  # form fields and boundaries besides the image
 API_PREFIXES = ("/v2/", "/recognition/v2/", "/v1/")
@@ -79,13 +79,13 @@ class RequestGate:
         cap = body_cap(self.settings, path)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
-            await _reject(send, 413, _too_large_detail(cap), "too_large")
+            await _reject(send, scope["path"], 413, _too_large_detail(cap), "too_large")
             return
         if scope["method"] in WRITE_METHODS and path.startswith(API_PREFIXES):
             try:
                 user_id = await run_in_threadpool(self.authenticate, scope)
             except VizeError as exc:
-                await _reject(send, exc.status, exc.detail, exc.code, exc.headers)
+                await _reject(send, path, exc.status, exc.detail, exc.code, exc.headers)
                 return
             scope.setdefault("state", {})[USER_ID_KEY] = user_id
         await self._forward(scope, receive, send, cap)
@@ -114,7 +114,7 @@ class RequestGate:
             # Raised where no exception handler sees it (e.g. a body read in middleware).
             if started:
                 raise
-            await _reject(send, 413, _too_large_detail(cap), "too_large")
+            await _reject(send, scope["path"], 413, _too_large_detail(cap), "too_large")
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -126,9 +126,15 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(
-    send: Send, status: int, detail: str, code: str, headers: dict[str, str] | None = None
+    send: Send,
+    path: str,
+    status: int,
+    detail: str,
+    code: str,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    body = json.dumps({"detail": detail, "code": code}).encode()
+    # The classify routes' replies carry Ximilar's envelope, the gate's refusals too.
+    body = json.dumps(with_envelope(path, {"detail": detail, "code": code}, status)).encode()
     raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -91,7 +91,8 @@ class Task:
             description=_str(data.get("description")),
             type=_str(data.get("type") or "multi_class"),
             production_version=_int(data.get("production_version"), -1),
-            last_train_status=data.get("last_train_status"),
+            # Vize's own word (the Ximilar-facing last_train_status is upper case).
+            last_train_status=data.get("last_train_state", data.get("last_train_status")),
             negative_label=data.get("negative_label"),
             webhook_url=data.get("webhook_url"),
             labels=[Label.from_json(lbl) for lbl in data.get("labels") or []],
@@ -166,7 +167,7 @@ class Model:
             id=_str(data.get("id")),
             task=_str(data.get("task")),
             version=_int(data.get("version"), -1),
-            train_status=_str(data.get("train_status")),
+            train_status=_str(data.get("train_state", data.get("train_status"))),
             progress=float(data.get("progress") or 0.0),
             images_count=_opt_int(data.get("images_count")),
             accuracy=_opt_float(data.get("accuracy")),

@@ -20,8 +20,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from vize.db.states import JobState, TrainStatus
 
 
 def new_id() -> str:
@@ -64,6 +67,19 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     api_token: Mapped[str] = mapped_column(String(64), unique=True)
     notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Mail goes only to a confirmed address: else anyone could have the service mail a
+    # stranger by typing their address. Cleared whenever the address changes.
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A browser login. The signed cookie names its row: logging out deletes the row, so a
+    copied cookie stops working at once (a signature alone stays valid for 14 days)."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -85,6 +101,8 @@ class ImageLabel(Base):
     label_id: Mapped[str] = mapped_column(
         ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # The label's value on this image (Ximilar's add-label/update-label ``value``).
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Task(Base):
@@ -137,8 +155,12 @@ class Image(Base):
     file_name: Mapped[str] = mapped_column(String(255), default="")
     meta_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     test_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Ximilar's "real" flag: the image comes from the production source.
+    real_image: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created: Mapped[datetime] = mapped_column(default=utcnow)
     labels: Mapped[list[Label]] = relationship(secondary="image_labels", order_by="Label.name")
+    # The same links as rows, for their ``value`` (read only: ``labels`` writes them).
+    label_links: Mapped[list[ImageLabel]] = relationship(viewonly=True)
 
 
 class Embedding(Base):
@@ -159,7 +181,7 @@ class Model(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    train_status: Mapped[str] = mapped_column(String(20), default="queued")
+    train_status: Mapped[str] = mapped_column(String(20), default=TrainStatus.QUEUED)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifact_key: Mapped[str] = mapped_column(String(255), default="")
@@ -167,6 +189,7 @@ class Model(Base):
     images_count: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     finished: Mapped[datetime | None] = mapped_column(nullable=True)
+    task: Mapped[Task] = relationship(viewonly=True)
 
 
 class Job(Base):
@@ -176,11 +199,10 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_state_kind", "state", "kind"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(20), default="queued")
+    state: Mapped[str] = mapped_column(String(20), default=JobState.QUEUED)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     model_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

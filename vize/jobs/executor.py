@@ -8,54 +8,39 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from vize.config import Settings
 from vize.db.tables import Job
 from vize.errors import VizeError
-from vize.jobs import store
+from vize.jobs.handlers import HANDLERS, FailureHook
 from vize.observability.logs import log_job_event
-from vize.storage import BlobStore
+from vize.services import jobstore as store
+from vize.services.context import JobContext
 
 log = logging.getLogger("vize.jobs")
 
 
-@dataclass
-class JobContext:
-    """What a job may use; built by the server lifespan or by a Celery worker process."""
+class Outcome(StrEnum):
+    """How one ``execute`` call ended, as seen by its worker."""
 
-    settings: Settings
-    sessions: sessionmaker[Session]
-    blobs: BlobStore
-    services: dict[str, Any] = field(default_factory=dict)
-
-
-Handler = Callable[[JobContext, Job, "Progress"], str | None]
-FailureHook = Callable[[JobContext, Job, str], None]
-HANDLERS: dict[str, tuple[Handler, FailureHook | None]] = {}
-
-
-def job_handler(kind: str, on_failure: FailureHook | None = None) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = (fn, on_failure)
-        return fn
-
-    return register
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # another worker has the job, or it is no longer queued
+    LOST = "lost"  # taken away while running (requeued as stale)
 
 
 class JobLost(Exception):
-    """The job was taken away from this worker (requeued as stale); stop without writing."""
+    """The job was taken away from this worker (requeued as stale), or the worker is shutting
+    down (the job stays running until the reaper requeues it); stop without writing."""
 
 
 class Progress:
     """Progress reports plus a heartbeat thread, so a long step never looks like a dead worker."""
 
-    def __init__(self, ctx: JobContext, job_id: str, worker: str) -> None:
-        self.ctx, self.job_id, self.worker = ctx, job_id, worker
+    def __init__(
+        self, ctx: JobContext, job_id: str, worker: str, cancel: threading.Event | None = None
+    ) -> None:
+        self.ctx, self.job_id, self.worker, self._cancel = ctx, job_id, worker, cancel
         self._value: float | None = None
         self._message: str | None = None
         self._lost = False
@@ -72,7 +57,7 @@ class Progress:
 
     def __call__(self, value: float, message: str | None = None) -> None:
         self._value, self._message = value, message
-        if self._lost:
+        if self._lost or (self._cancel is not None and self._cancel.is_set()):
             raise JobLost(self.job_id)
 
     def _run(self) -> None:
@@ -94,12 +79,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def execute(ctx: JobContext, job_id: str) -> str:
-    """Returns the final state as seen by this worker ('skipped' if another one has it)."""
+def execute(ctx: JobContext, job_id: str, cancel: threading.Event | None = None) -> Outcome:
+    """Run the job if this worker can claim it; returns how it ended. ``cancel``: set, it
+    stops the job at its next progress report (server shutdown)."""
     worker = worker_name()
     with ctx.sessions() as db:
         if not store.claim(db, job_id, worker):
-            return "skipped"
+            return Outcome.SKIPPED
         job = db.get(Job, job_id)
         assert job is not None
         db.expunge(job)
@@ -107,22 +93,22 @@ def execute(ctx: JobContext, job_id: str) -> str:
     started = time.monotonic()
     log_job_event(job, "started", worker)
     try:
-        with Progress(ctx, job_id, worker) as progress:
-            message = handler(ctx, job, progress) or ""
+        with Progress(ctx, job_id, worker, cancel) as progress:
+            message = handler(ctx, job, progress)
     except JobLost:
-        log_job_event(job, "lost", worker, started)
-        return "lost"
+        log_job_event(job, Outcome.LOST, worker, started)
+        return Outcome.LOST
     except Exception as exc:
         error = exc.detail if isinstance(exc, VizeError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, VizeError):
             log.error("job %s (%s) failed:\n%s", job_id, job.kind, traceback.format_exc())
         record_failure(ctx, job, error, on_failure)
-        log_job_event(job, "failed", worker, started)
-        return "failed"
+        log_job_event(job, Outcome.FAILED, worker, started)
+        return Outcome.FAILED
     with ctx.sessions.begin() as db:
         ours = store.finish(db, job_id, worker, message)
-    log_job_event(job, "succeeded" if ours else "lost", worker, started)
-    return "succeeded"
+    log_job_event(job, Outcome.SUCCEEDED if ours else Outcome.LOST, worker, started)
+    return Outcome.SUCCEEDED
 
 
 def record_failure(ctx: JobContext, job: Job, error: str, hook: FailureHook | None) -> None:
@@ -141,8 +127,7 @@ def reap(ctx: JobContext) -> list[str]:
             job = db.get(Job, job_id)
             if job is not None:
                 db.expunge(job)
-        if job is not None and HANDLERS.get(job.kind, (None, None))[1]:
-            hook = HANDLERS[job.kind][1]
-            assert hook is not None
+        hook = HANDLERS[job.kind][1] if job is not None and job.kind in HANDLERS else None
+        if job is not None and hook is not None:
             hook(ctx, job, job.error)
     return requeued

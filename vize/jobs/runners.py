@@ -8,8 +8,9 @@ import threading
 import time
 from typing import Protocol
 
-from vize.jobs import store
-from vize.jobs.executor import JobContext, execute, reap
+from vize.jobs.executor import execute, reap
+from vize.services import jobstore as store
+from vize.services.context import JobContext
 
 log = logging.getLogger("vize.jobs")
 REAP_EVERY = 5.0
@@ -41,10 +42,14 @@ class EmbeddedRunner:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Interrupts a running job at its next progress report (the reaper requeues it
+        after the restart) and waits for the thread."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():  # a step with no progress report for that long
+            log.warning("job runner still busy after %.0f s at shutdown", timeout)
 
     def _loop(self) -> None:
         last_reap = 0.0
@@ -57,7 +62,7 @@ class EmbeddedRunner:
             except queue.Empty:
                 continue
             if job_id is not None:
-                self._safe(lambda j=job_id: execute(self.ctx, j))
+                self._safe(lambda j=job_id: execute(self.ctx, j, self._stopping))
 
     def _reap(self) -> None:
         for job_id in reap(self.ctx):
@@ -75,12 +80,13 @@ class CeleryRunner:
     """Deliver ids to Celery workers (``vize worker``); state stays in the database."""
 
     def __init__(self, broker_url: str) -> None:
-        from vize.jobs.celery_app import make_celery
+        from vize.jobs.celery_app import RUN_JOB, make_celery
 
-        self.celery = make_celery(broker_url)
+        self._task = RUN_JOB
+        self.celery = make_celery(broker_url)  # a producer: it only sends job ids
 
     def submit(self, job_id: str) -> None:
-        self.celery.send_task("vize.run_job", args=[job_id])
+        self.celery.send_task(self._task, args=[job_id])
 
     def start(self) -> None:
         pass

@@ -2,56 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
-from vize.db.tables import Job
-from vize.jobs import handlers as _handlers  # noqa: F401  (registers the job kinds)
-from vize.jobs import store
-from vize.jobs.executor import JobContext
 from vize.jobs.runners import CeleryRunner, EmbeddedRunner, JobRunner
+from vize.services import jobstore
+from vize.services.context import JobContext
 from vize.services.notify import Notifier
 from vize.services.recognition import Recognizer
-from vize.storage import open_blob_store
+from vize.storage import BlobStore, open_blob_store
 
 
 def build_context(
-    settings: Settings, sessions: Any = None, blobs: Any = None, recognizer: Any = None
+    settings: Settings,
+    sessions: sessionmaker[Session] | None = None,
+    blobs: BlobStore | None = None,
+    recognizer: Recognizer | None = None,
 ) -> JobContext:
     """``recognizer``: share the server's (embedded mode) instead of loading a second copy of
     every backbone; a worker process builds its own with ``VIZE_TRAIN_THREADS`` threads."""
     if sessions is None:
         sessions = make_sessionmaker(make_engine(settings))
-    ctx = JobContext(
+    return JobContext(
         settings=settings,
         sessions=sessions,
         blobs=blobs or open_blob_store(settings),
+        recognizer=recognizer or Recognizer(settings, pool_size=max(1, settings.train_threads)),
+        notifier=Notifier(settings, sessions),
     )
-    ctx.services["trainer_recognizer"] = recognizer or Recognizer(
-        settings, pool_size=max(1, settings.train_threads)
-    )
-    ctx.services["notifier"] = Notifier(settings)
-    return ctx
 
 
-def make_runner(ctx: JobContext) -> JobRunner:
-    if ctx.settings.broker_url:
-        return CeleryRunner(ctx.settings.broker_url)
+def make_runner(settings: Settings, ctx: JobContext | None) -> JobRunner:
+    """Celery with a broker (the workers have their own context), else a server thread."""
+    if settings.broker_url:
+        return CeleryRunner(settings.broker_url)
+    assert ctx is not None, "an embedded runner needs the job context"
     return EmbeddedRunner(ctx)
 
 
-def queue_embedding(ctx: JobContext, runner: JobRunner, owner_id: str) -> None:
-    """One pending embed job per user is enough: it picks up every image still missing."""
-    with ctx.sessions.begin() as db:
-        pending = db.scalar(
-            select(Job.id).where(
-                Job.owner_id == owner_id, Job.kind == "embed", Job.state == "queued"
-            )
-        )
-        if pending:
-            return
-        job_id = store.create_job(db, "embed", owner_id).id
-    runner.submit(job_id)
+def queue_embedding(sessions: sessionmaker[Session], runner: JobRunner, owner_id: str) -> None:
+    """Queue (and deliver) an embed job for the owner's new images, unless one is pending."""
+    with sessions.begin() as db:
+        job_id = jobstore.queue_embedding(db, owner_id)
+    if job_id is not None:
+        runner.submit(job_id)

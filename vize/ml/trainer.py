@@ -28,7 +28,6 @@ from vize.ml.predictor import (
 # Recommended feature set for new heads (bench/ml_accuracy.py, cifar10-dev, k=20, 3 seeds):
 # Lite0 0.803, Lite2 0.841, Lite0+Lite2 0.841; flip augmentation and C in [1, 100] change
 # results by < 0.5 points. Lite2 alone matches the concatenation at ~2x Lite0's cost (not 3x).
-RECOMMENDED_BACKBONES: tuple[str, ...] = ("efficientnet_lite2",)
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from vize.api.deps import AppState
 
 Check = dict[str, Any]
 
@@ -29,21 +32,13 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def service(state: Any, name: str) -> Any:
-    """A service of the app state, whether ``services`` is a dict or a typed container."""
-    services = state.services
-    if isinstance(services, dict):
-        return services.get(name)
-    return getattr(services, name, None)
-
-
-def check_database(state: Any) -> str | None:
+def check_database(state: AppState) -> str | None:
     with state.sessions() as db:
         db.execute(text("SELECT 1"))
     return None
 
 
-def check_broker(state: Any) -> str | None:
+def check_broker(state: AppState) -> str | None:
     import redis
 
     client = redis.Redis.from_url(
@@ -56,7 +51,7 @@ def check_broker(state: Any) -> str | None:
     return None
 
 
-def check_storage(state: Any) -> str | None:
+def check_storage(state: AppState) -> str | None:
     blobs = state.blobs
     probe = getattr(blobs, "check", None)
     if probe is not None:
@@ -66,15 +61,12 @@ def check_storage(state: Any) -> str | None:
     return None
 
 
-def check_models(state: Any) -> str | None:
-    recognizer = service(state, "recognizer")
-    if recognizer is None:
-        return "no recognizer in this process"
-    recognizer.warm_up()  # loads what the warm-up has not yet; a no-op once loaded
+def check_models(state: AppState) -> str | None:
+    state.services.recognizer.warm_up()  # loads what the warm-up has not yet; a no-op once loaded
     return None
 
 
-def readiness(state: Any) -> dict[str, Check]:
+def readiness(state: AppState) -> dict[str, Check]:
     checks = {
         "database": _timed(lambda: check_database(state)),
         "storage": _timed(lambda: check_storage(state)),

@@ -120,7 +120,9 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
     """The middleware and the three routes. Called by ``create_app``."""
 
     def metrics() -> Metrics | None:
-        return getattr(app.state, "vize_metrics", None)
+        # None before the lifespan has built the services (or after a failed start).
+        services = getattr(getattr(app.state, "vize", None), "services", None)
+        return services.metrics if services is not None else None
 
     app.add_middleware(RequestObserver, metrics=metrics)
 

@@ -1,5 +1,5 @@
-"""The operations part of an app's life: the metrics object, the
-background orphan sweep (an app extension: started after the jobs, stopped before them)."""
+"""The operations part of an app's life: the background orphan sweep, and the running jobs
+handed back at a shutdown (started after the jobs, stopped before them)."""
 
 from __future__ import annotations
 
@@ -7,40 +7,31 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vize.db.states import JobState
 from vize.db.tables import Job
-from vize.observability.health import service
-from vize.observability.metrics import Metrics, multiproc_dir, pool_queue_length
-from vize.services.orphans import OrphanSweeper
+from vize.observability.metrics import multiproc_dir
+
+if TYPE_CHECKING:
+    from vize.api.deps import AppState
 
 
-def start_operations(app: FastAPI, state: Any) -> Callable[[], None]:
-    settings = state.settings
-
-    def queue_length() -> int:
-        recognizer = service(state, "recognizer")
-        return pool_queue_length(recognizer.pool) if recognizer is not None else 0
-
-    metrics = Metrics(state.sessions, queue_length)
-    app.state.vize_metrics = metrics
-    recognizer = service(state, "recognizer")
-    if recognizer is not None:  # its embedding work (jobs in this process) is counted
-        recognizer.metrics = metrics
-    sweeper = None
-    if settings.orphan_sweep:
-        sweeper = OrphanSweeper(state.sessions, state.blobs, settings).start()
-    app.state.vize_sweeper = sweeper
+def start_operations(state: AppState) -> Callable[[], None]:
+    """Starts the background sweep; returns what the shutdown runs before the job runner
+    stops (the lifespan registers it last)."""
+    sweeper = state.services.sweeper
+    if sweeper is not None:
+        sweeper.start()
 
     def stop() -> None:
         if sweeper is not None:
             sweeper.stop()
-        # Before the job runner stops (closers run in reverse): its job then ends at its next
-        # heartbeat instead of holding the shutdown for up to 30 s, and waits in the queue.
+        # Before the job runner stops: its job then ends at its next heartbeat instead of
+        # holding the shutdown for up to 30 s, and waits in the queue.
         hand_back_jobs(state.sessions)
         if multiproc_dir():  # this process's live gauges no longer count
             from prometheus_client import multiprocess
@@ -59,7 +50,7 @@ def hand_back_jobs(
     without writing. ``submit`` delivers them again (Celery); the embedded runner picks
     queued jobs up when a server starts. Returns their ids."""
     mine = f"{socket.gethostname()}:{os.getpid()}:"  # the executor's worker_name() prefix
-    running = (Job.state == "running", Job.worker.startswith(mine, autoescape=True))
+    running = (Job.state == JobState.RUNNING, Job.worker.startswith(mine, autoescape=True))
     try:
         with sessions.begin() as db:
             ids = list(db.scalars(select(Job.id).where(*running)))
@@ -67,7 +58,7 @@ def hand_back_jobs(
                 db.execute(
                     update(Job)
                     .where(Job.id.in_(ids), *running)
-                    .values(state="queued", worker="", attempts=Job.attempts - 1,
+                    .values(state=JobState.QUEUED, worker="", attempts=Job.attempts - 1,
                             message="Handed back at a shutdown; waiting for a worker.")
                 )  # fmt: skip
     except Exception:  # the database is gone too: the reaper will requeue them later

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -25,12 +24,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from vize.db.states import JobKind, JobState
 from vize.db.tables import Job, Usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 TRAINING_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
-JOB_STATES = ("queued", "running", "succeeded", "failed")
+JOB_STATES = tuple(JobState)
 
 
 def multiproc_dir() -> str | None:
@@ -106,8 +106,8 @@ class DatabaseCollector(Collector):
             )
             trainings = db.execute(
                 select(Job.started, Job.finished).where(
-                    Job.kind == "train", Job.state == "succeeded", Job.finished.is_not(None),
-                    Job.started.is_not(None),
+                    Job.kind == JobKind.TRAIN, Job.state == JobState.SUCCEEDED,
+                    Job.finished.is_not(None), Job.started.is_not(None),
                 )
             ).all()  # fmt: skip
             classified = db.scalar(select(func.coalesce(func.sum(Usage.classifications), 0)))
@@ -136,21 +136,3 @@ def _training_histogram(durations: list[float]) -> HistogramMetricFamily:
     )
     family.add_metric([], buckets, sum_value=sum(durations))
     return family
-
-
-def pool_queue_length(pool: Any) -> int:
-    """Tasks waiting in an inference pool: a FairPool says so, a ThreadPoolExecutor's queue
-    holds them (plus one wake-up marker per idle shutdown, never while serving)."""
-    if hasattr(pool, "queued"):
-        return int(pool.queued())
-    queue = getattr(pool, "_work_queue", None)
-    return int(queue.qsize()) if queue is not None else 0
-
-
-def observe_embeddings(recognizer: Any, cached: int, computed: int) -> None:
-    """The embedding cache's hook: images found embedded already, and images embedded now.
-    Counted when the recognizer doing the work carries this process's metrics (the server's
-    own, set by ``start_operations``); a worker process without /metrics counts nothing."""
-    metrics = getattr(recognizer, "metrics", None)
-    if isinstance(metrics, Metrics):
-        metrics.observe_embeddings(cached, computed)

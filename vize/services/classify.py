@@ -1,26 +1,80 @@
-"""Classification of up to 10 records with a task's deployed (or a chosen) model version."""
+"""Classification of up to 10 records with a task's deployed (or a chosen) model version.
+
+``Classifier`` is the entry point, in two steps a route hands to two pools: ``admit`` (the
+credential check, the request, limits, the model, each record's bytes, ``_url`` ones fetched
+from remote servers) in the general pool, so slow URLs never hold an inference thread; then
+``infer`` (decoding, inference, usage count, the answer) as one task of the bounded inference
+pool ``Classifier.pool``, so decoding is bounded by the cores like inference."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from vize.config import Settings
 from vize.db.tables import Label, Model, Task, User
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
+from vize.ml.backbones import get_backbone_config
 from vize.ml.predictor import Head
-from vize.ml.preprocess import ImageDecodeError, ImageTooLarge
+from vize.ml.preprocess import ImageDecodeError, ImageTooLarge, UnsupportedFormat, decode_cost
+from vize.services import batch
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
-from vize.services.fetch import record_bytes
+from vize.services import usage as usage_service
+from vize.services.common import int_in_range
+from vize.services.fairpool import FairPool
+from vize.services.fetch import FetchBudget, UrlFetcher, record_bytes
+from vize.services.jsonvalue import check_echoed_records
+from vize.services.limits import Limiter
 from vize.services.recognition import Prepared, Recognizer
 from vize.storage import BlobStore
 
 MAX_RECORDS = 10
+# A request whose images take more than this to decode (ten 512-px photos take ~4 MB, ten
+# 12 MP phone JPEGs ~11 MB; ten 1080p PNG screenshots ~120 MB) runs on at most all inference
+# workers but one while its user has another running.
+COSTLY_REQUEST_BYTES = 32 * 1024 * 1024
+# A record of another format is refused like an upload of it (same allow-list, same code),
+# with the 400 classify records have always answered for images they cannot read.
+UNSUPPORTED = InvalidInput(
+    "The file is not a recognised image; send JPEG, PNG or WebP.", code="unsupported_image_type"
+)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a classification asks for, read from the body after authentication."""
+
+    task_id: Any
+    version: Any
+    records: list[Any]
+    descriptor: bool
+
+
+# The request's user from a database session: raises Unauthorized for a bad credential.
+Authenticate = Callable[[Session], User]
+Parse = Callable[[dict[str, Any]], Ask]
+
+
+def _checked_records(records: Any) -> list[Any]:
+    checked = batch.check_records(records, MAX_RECORDS)
+    check_echoed_records(checked)  # before any fetch or billing: the response echoes them
+    return checked
+
+
+def parse_v2(fields: dict[str, Any]) -> Ask:
+    """The ``/v2/classify`` JSON body."""
+    return Ask(
+        task_id=fields.get("task_id") or fields.get("task"),
+        version=fields.get("version"),
+        records=_checked_records(fields.get("records")),
+        descriptor=str(fields.get("descriptor", 0)).lower() in ("1", "true"),
+    )
 
 
 @dataclass
@@ -51,8 +105,9 @@ def resolve(
         version = task.production_version
     try:
         number = int(version)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput("'version' must be an integer.", code="invalid_version") from None
+    number = int_in_range(number, "version")  # 1e308 is an int of 309 digits
     model = models_service.trained_version(db, task, number)
     head = recognizer.head(model.id, model.artifact_key, blobs)
     rows = db.execute(select(Label.id, Label.name).where(Label.id.in_(head.label_ids))).all()
@@ -60,23 +115,85 @@ def resolve(
     return Deployed(task, model, head, names)
 
 
-def check_records(records: Any) -> list[Any]:
-    if not isinstance(records, list) or not records:
-        raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
-    if len(records) > MAX_RECORDS:
-        raise InvalidInput(f"At most {MAX_RECORDS} records per request.", code="too_many_records")
-    return records
+@dataclass(frozen=True)
+class Admitted:
+    """A classification let in: whose, what, with which model, and each record's bytes (or
+    why there are none)."""
+
+    user_id: str
+    ask: Ask
+    dep: Deployed
+    data: list[bytes | VizeError]
+    cost: int = 0  # bytes its decodes will hold, from the headers
+
+    @property
+    def costly(self) -> bool:
+        """Costly enough that one user may not run several at once (see ``FairPool``)."""
+        return self.cost > COSTLY_REQUEST_BYTES
 
 
-def record_data(settings: Settings, records: list[Any]) -> list[bytes | VizeError]:
-    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard); a bad
-    record becomes its own error, not the batch's."""
+class Classifier:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        recognizer: Recognizer,
+        limiter: Limiter | None = None,
+        fetcher: UrlFetcher | None = None,
+    ) -> None:
+        self.settings, self.sessions, self.blobs = settings, sessions, blobs
+        self.recognizer, self.limiter, self.fetcher = recognizer, limiter, fetcher
+
+    @property
+    def pool(self) -> FairPool:
+        """The bounded inference pool ``infer`` runs in."""
+        return self.recognizer.pool
+
+    def admit(
+        self, authenticate: Authenticate, fields: dict[str, Any] | VizeError, parse: Parse
+    ) -> Admitted:
+        """Everything before decoding. Authentication first: a bad credential is a 401
+        whatever else is wrong (``fields`` is the body, or why it did not parse)."""
+        with self.sessions() as db:
+            user = authenticate(db)
+            if isinstance(fields, VizeError):
+                raise fields
+            ask = parse(fields)
+            if self.limiter is not None:
+                self.limiter.check(user.id, len(ask.records))
+            dep = resolve(db, self.recognizer, self.blobs, user, ask.task_id, ask.version)
+        # One deadline for every `_url` of the request, and the user's cap on fetches.
+        budget = FetchBudget.start(self.settings, user.id, self.fetcher)
+        data = record_data(self.settings, ask.records, budget)
+        size = max(get_backbone_config(name).input_size for name in dep.head.backbones)
+        limit = self.settings.max_image_pixels
+        cost = sum(decode_cost(d, size, limit) for d in data if isinstance(d, bytes))
+        return Admitted(user.id, ask, dep, data, cost)
+
+    def infer(self, job: Admitted) -> dict[str, Any]:
+        """Decode, predict, count the usage, and answer every record."""
+        prepared = decode_records(self.recognizer, job.data, job.dep.head.backbones)
+        good = [p for p in prepared if isinstance(p, Prepared)]
+        probs = desc = np.zeros((0, 0))
+        if good:
+            probs, desc = self.recognizer.predict(job.dep.head, good)
+            with self.sessions.begin() as db:
+                usage_service.record_classifications(db, job.user_id, len(good))
+        results = build_records(job.dep, job.ask, prepared, probs, desc)
+        return batch.envelope(results, task_id=job.dep.task.id, version=job.dep.model.version)
+
+
+def record_data(
+    settings: Settings, records: list[Any], budget: FetchBudget | None = None
+) -> list[bytes | VizeError]:
+    """Each record's bytes (``_base64``, or ``_url`` fetched through the SSRF guard, all
+    within one ``budget``); a bad record becomes its own error, not the batch's."""
+    budget = budget or FetchBudget.start(settings)
     out: list[bytes | VizeError] = []
     for record in records:
         try:
-            if not isinstance(record, dict):
-                raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
-            data = record_bytes(record, settings)
+            data = record_bytes(batch.check_record(record), settings)
             if len(data) > settings.max_upload_bytes:
                 raise PayloadTooLarge("Image is larger than the limit.")
             out.append(data)
@@ -86,18 +203,21 @@ def record_data(settings: Settings, records: list[Any]) -> list[bytes | VizeErro
 
 
 def decode_records(
-    recognizer: Recognizer, items: list[bytes | VizeError]
+    recognizer: Recognizer, items: list[bytes | VizeError], backbones: Sequence[str]
 ) -> list[Prepared | VizeError]:
-    """Decode the records' bytes into model inputs; an undecodable one becomes its error."""
+    """Decode the records' bytes into the inputs of ``backbones`` (the model's own, whatever
+    the server now trains with); an undecodable one becomes its error."""
     out: list[Prepared | VizeError] = []
     for item in items:
         if isinstance(item, VizeError):
             out.append(item)
             continue
         try:
-            out.append(recognizer.prepare(item))
+            out.append(recognizer.prepare(item, backbones))
         except ImageTooLarge as exc:
             out.append(PayloadTooLarge(f"Cannot read the image: {exc}", code="too_many_pixels"))
+        except UnsupportedFormat:
+            out.append(UNSUPPORTED)
         except (ImageDecodeError, OSError, ValueError) as exc:
             out.append(InvalidInput(f"Cannot read the image: {exc}", code="invalid_image"))
     return out
@@ -117,35 +237,25 @@ def labels_out(dep: Deployed, probs: np.ndarray) -> list[dict[str, Any]]:
 
 def build_records(
     dep: Deployed,
-    records: list[Any],
+    ask: Ask,
     prepared: list[Prepared | VizeError],
     probs: np.ndarray,
     desc: np.ndarray,
-    descriptor: bool,
-) -> tuple[list[dict[str, Any]], int]:
-    results, ok, row = [], 0, 0
-    for record, item in zip(records, prepared, strict=True):
-        echo = (
-            {k: v for k, v in record.items() if k not in ("_base64", "_raw")}
-            if isinstance(record, dict)
-            else {}
-        )
+) -> list[dict[str, Any]]:
+    """Each record's answer, in request order; ``probs`` and ``desc`` have a row per decoded
+    record."""
+    results, row = [], 0
+    for record, item in zip(ask.records, prepared, strict=True):
+        echo = batch.echo(record)
         if isinstance(item, VizeError):
-            results.append(
-                {**echo, "_status": {"code": item.status, "text": item.detail, "error": item.code}}
-            )
+            results.append({**echo, "_status": batch.error_status(item)})
             continue
         labels = labels_out(dep, probs[row])
-        out = {
-            **echo,
-            "_status": {"code": 200, "text": "OK"},
-            "best_label": labels[0],
-            "labels": labels,
-        }
+        out = {**echo, "_status": batch.ok_status(), "best_label": labels[0], "labels": labels}
         if dep.head.kind == "multi_label":
             out["tags"] = [lbl for lbl in labels if lbl["prob"] >= dep.head.threshold]
-        if descriptor:
+        if ask.descriptor:
             out["_descriptor"] = [round(float(v), 6) for v in desc[row]]
         results.append(out)
-        ok, row = ok + 1, row + 1
-    return results, ok
+        row += 1
+    return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -19,6 +20,9 @@ B = TypeVar("B", bound=Base)
 
 # Text columns without a declared length still get a cap: a request must not store megabytes.
 LONG_TEXT = 10_000
+# The range of the Integer columns on PostgreSQL (int4); SQLite would overflow at 2^63. A
+# value outside it would fail in the driver (a 500), so it is refused before, as a 400.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass
@@ -40,13 +44,17 @@ def parse_uuid(value: object, what: str) -> str:
         raise InvalidInput(f"{what} must be a UUID, got {value!r}.", code="invalid_id") from exc
 
 
-def get_owned(db: Session, table: type[B], obj_id: object, owner_id: str, what: str) -> B:
-    """Fetch by id, answering 404 alike for a missing row and another user's row."""
+def id_or_404(value: object, what: str) -> str:
+    """The id in canonical form; one that is no UUID names no object: 404, like a missing one."""
     try:
-        key = str(uuid.UUID(str(obj_id)))
+        return str(uuid.UUID(str(value)))
     except ValueError:
         raise NotFound(f"{what} not found.") from None
-    obj = db.get(table, key)
+
+
+def get_owned(db: Session, table: type[B], obj_id: object, owner_id: str, what: str) -> B:
+    """Fetch by id, answering 404 alike for a missing row and another user's row."""
+    obj = db.get(table, id_or_404(obj_id, what))
     if obj is None or getattr(obj, "owner_id", None) != owner_id:
         raise NotFound(f"{what} not found.")
     return obj
@@ -73,13 +81,35 @@ def text_field(value: object, field: str, max_len: int, *, strip: bool = False) 
     return text
 
 
+def name_field(value: object, field: str, max_len: int = 255) -> str:
+    """A name: one line of text. A CR/LF would end a mail header early (the name is in the
+    subject of notifications) or break a webhook; other control characters hide in pages."""
+    text = text_field(value, field, max_len, strip=True)
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
+        raise InvalidInput(
+            f"Field '{field}' must be a single line without control characters.",
+            code="invalid_name",
+        )
+    return text
+
+
 def int_field(value: object, field: str) -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"Field '{field}' must be an integer.", code="invalid_field")
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         raise InvalidInput(f"Field '{field}' must be an integer.", code="invalid_field") from None
+    return int_in_range(number, field)
+
+
+def int_in_range(number: int, field: str) -> int:
+    """``number`` if a database column can hold it, else 400 ``invalid_value``."""
+    if not INT_MIN <= number <= INT_MAX:
+        raise InvalidInput(
+            f"Field '{field}' is out of range ({INT_MIN} to {INT_MAX}).", code="invalid_value"
+        )
+    return number
 
 
 def like_pattern(search: str) -> str:

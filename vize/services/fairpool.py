@@ -7,8 +7,12 @@ them. Here each submitted task carries a key (the user) and a priority:
 * Interactive work (classification) always goes before background work (embedding after
   uploads, training chunks), so a burst of uploads or a retrain cannot starve serving.
 * Within a priority, users are served round-robin, one task each in turn.
-* One user holds at most ``per_key`` workers at once, so with two workers a second user always
-  finds one free (or about to be) however much the first one has queued.
+* A costly task (``capped``: e.g. a classification of large PNG scans) starts only while its
+  user holds fewer than ``per_key`` workers, so with two workers a second user always finds
+  one free (or about to be) however many costly images the first one sends. Ordinary tasks
+  take any idle worker: one user alone still uses every core.
+  Background work takes every idle worker (a training uses all cores) but a queued
+  interactive task goes first as soon as a worker frees up.
 
 The pool is an ``Executor``: ``loop.run_in_executor(pool, fn)`` works and counts as anonymous
 interactive work (the shared key ``None``)."""
@@ -35,6 +39,7 @@ class _Task:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     key: Hashable
+    capped: bool = False
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -71,9 +76,12 @@ class FairPool(Executor):
         fn: Callable[..., Any],
         /,
         *args: Any,
+        capped: bool = False,
         **kwargs: Any,
     ) -> Future[Any]:
-        task = _Task(fn, args, kwargs, key)
+        """Queue ``fn(*args, **kwargs)`` for ``key`` (a user); ``capped``: a costly task, which
+        waits while the key holds ``per_key`` workers."""
+        task = _Task(fn, args, kwargs, key, capped)
         with self._cond:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new work after shutdown")
@@ -105,14 +113,14 @@ class FairPool(Executor):
 
     # -- workers -------------------------------------------------------------------------
     def _next(self) -> _Task | None:
-        """The next task to run (lock held): highest priority, then the user whose turn it is
-        among those below their share of workers."""
+        """The next task to run (lock held): highest priority first, then users in turn,
+        skipping a user whose next task is costly while they hold their share of workers."""
         for priority in Priority:
             queue = self._queues[priority]
             for key in list(queue):
-                if self._running[key] >= self.per_key:
-                    continue
                 tasks = queue[key]
+                if tasks[0].capped and self._running[key] >= self.per_key:
+                    continue  # leave the other workers to other users
                 task = tasks.popleft()
                 if tasks:
                     queue.move_to_end(key)  # round-robin: this user goes to the back

@@ -4,12 +4,10 @@ owner, filters."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, exists, or_, select
@@ -20,8 +18,10 @@ from vize.config import Settings
 from vize.db.engine import savepoint
 from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
 from vize.errors import InvalidInput, VizeError
+from vize.ml.preprocess import Budget
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
 from vize.services.imaging import CheckedImage, check_image, make_thumbnail
+from vize.services.jsonvalue import check_json
 from vize.storage import BlobStore
 
 MAX_META_CHARS = 64 * 1024
@@ -82,9 +82,6 @@ class _Tracked:
     def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool:
         return self.blobs.delete_unless(key, in_use)
 
-    def path(self, key: str) -> Path | None:
-        return self.blobs.path(key)
-
     def scan(self) -> Iterator[tuple[str, float]]:
         return self.blobs.scan()
 
@@ -141,14 +138,17 @@ def upload_image(
     labels: list[Label] | None = None,
     meta_data: dict[str, Any] | None = None,
     test_image: bool = False,
+    budget: Budget | None = None,
 ) -> Upload:
     """Validate, store the blob (before the row, so a row never points at nothing), insert.
-    After the commit, the caller passes the result to ``ensure_stored``."""
+    After the commit, the caller passes the result to ``ensure_stored``. ``budget`` bounds the
+    memory of the decodes running at once (uploads run in a pool of tens of threads)."""
     sha = hashlib.sha256(data).hexdigest()
     existing = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
     if existing is not None:
-        return Upload(existing, created=False, files=_missing(blobs, settings, existing, data))
-    checked = _check(data, settings)
+        missing = _missing(blobs, settings, existing, data, budget)
+        return Upload(existing, created=False, files=missing)
+    checked = _check(data, settings, budget)
     meta_data = check_meta_data(meta_data or {})
     key, thumb_key = blob_keys(user.id, sha)
     files = {key: data, thumb_key: make_thumbnail(checked.image)}
@@ -194,7 +194,9 @@ def _insert(db: Session, image: Image, files: dict[str, bytes]) -> Upload:
     return Upload(image, created=True, files=files)
 
 
-def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) -> dict[str, bytes]:
+def _missing(
+    blobs: BlobStore, settings: Settings, image: Image, data: bytes, budget: Budget | None
+) -> dict[str, bytes]:
     """The files of the row already there for these bytes that are missing now: a remover may
     have taken them just before its upload's commit, and its upload not have put them back yet
     (or ever, if it crashed). Sending the same bytes again is how a client repairs that."""
@@ -203,23 +205,24 @@ def _missing(blobs: BlobStore, settings: Settings, image: Image, data: bytes) ->
         files[image.blob_key] = data
     if not blobs.exists(image.thumb_key):
         with suppress(VizeError):  # limits lowered since: the image itself matters more
-            files[image.thumb_key] = make_thumbnail(_check(data, settings).image)
+            files[image.thumb_key] = make_thumbnail(_check(data, settings, budget).image)
     return files
 
 
-def _check(data: bytes, settings: Settings) -> CheckedImage:
+def _check(data: bytes, settings: Settings, budget: Budget | None = None) -> CheckedImage:
     return check_image(
-        data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
+        data,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
+        budget=budget,
     )
 
 
 def check_meta_data(value: dict[str, Any]) -> dict[str, Any]:
     """Free-form, but bounded: it is stored in every image row and sent with every listing."""
-    if len(json.dumps(value, ensure_ascii=False)) > MAX_META_CHARS:
-        raise InvalidInput(
-            f"meta_data is larger than {MAX_META_CHARS // 1024} KB.", code="invalid_meta_data"
-        )
-    return value
+    result: dict[str, Any] = check_json(value, "meta_data", max_chars=MAX_META_CHARS)
+    return result
 
 
 def _clean_name(name: str) -> str:
@@ -245,13 +248,15 @@ def list_images(
     *,
     task_id: str | None = None,
     label_ids: list[str] | None = None,
+    not_label_ids: list[str] | None = None,
     test: bool | None = None,
+    real: bool | None = None,
     search: str | None = None,
 ) -> Page[Image]:
     stmt = (
         select(Image)
         .where(Image.owner_id == user.id)
-        .options(selectinload(Image.labels))
+        .options(selectinload(Image.labels), selectinload(Image.label_links))
         .order_by(Image.created.desc(), Image.id)
     )
     if task_id is not None:
@@ -265,8 +270,15 @@ def list_images(
         stmt = stmt.where(
             exists().where(ImageLabel.image_id == Image.id, ImageLabel.label_id == label_id)
         )
+    if not_label_ids:
+        carries = select(ImageLabel.image_id).where(
+            ImageLabel.image_id == Image.id, ImageLabel.label_id.in_(not_label_ids)
+        )
+        stmt = stmt.where(~exists(carries))
     if test is not None:
         stmt = stmt.where(Image.test_image.is_(test))
+    if real is not None:
+        stmt = stmt.where(Image.real_image.is_(real))
     if search:
         by_name = Image.file_name.ilike(like_pattern(search), escape="\\")
         stmt = stmt.where(or_(by_name, Image.id == search.replace("\x00", "")))
@@ -280,7 +292,58 @@ def update_image(db: Session, image: Image, fields: dict[str, Any]) -> Image:
         image.meta_data = check_meta_data(fields["meta_data"])
     if fields.get("test_image") is not None:
         image.test_image = bool(fields["test_image"])
+    if fields.get("real") is not None:
+        image.real_image = bool(fields["real"])
     db.flush()
+    return image
+
+
+@dataclass
+class BulkChange:
+    """What ``training-image/update`` changes on each image (None: leave the flag alone)."""
+
+    add: list[Label]
+    remove: list[Label]
+    test: bool | None
+    real: bool | None
+
+
+def bulk_update(
+    db: Session, user: User, images: list[Image], label_filter: list[str], change: BulkChange
+) -> int:
+    """Apply ``change`` to ``images`` and to every image of the user carrying any label of
+    ``label_filter``; returns how many images that is."""
+    targets = {img.id: img for img in images}
+    if label_filter:
+        carries = select(ImageLabel.image_id).where(ImageLabel.label_id.in_(label_filter))
+        stmt = select(Image).where(Image.owner_id == user.id, Image.id.in_(carries))
+        for img in db.scalars(stmt.options(selectinload(Image.labels))):
+            targets.setdefault(img.id, img)
+    for img in targets.values():
+        for label in change.add:
+            append_link(db, img, "labels", label)
+        for label in change.remove:
+            if label in img.labels:
+                img.labels.remove(label)
+        if change.test is not None:
+            img.test_image = change.test
+        if change.real is not None:
+            img.real_image = change.real
+    db.flush()
+    return len(targets)
+
+
+def set_label_value(db: Session, image: Image, label: Label, value: float | None) -> Image:
+    """The value of ``label`` on ``image``; 400 if the image does not carry the label."""
+    link = db.get(ImageLabel, (image.id, label.id))
+    if link is None:
+        raise InvalidInput(
+            "The image does not carry this label; add it first (add-label).",
+            code="label_not_on_image",
+        )
+    link.value = value
+    db.flush()
+    db.expire(image, ["label_links"])  # the read-only copy of the links reloads with it
     return image
 
 

@@ -7,21 +7,20 @@ import binascii
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from vize.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
+from vize.ml import preprocess
 
-# Pillow names multi-picture JPEGs (most phone cameras) "MPO": they are JPEG files.
 ALLOWED_FORMATS = {
     "JPEG": "image/jpeg",
     "MPO": "image/jpeg",
     "PNG": "image/png",
     "WEBP": "image/webp",
 }
-# Signatures of the accepted formats: a file that starts like one but that Pillow cannot
-# identify is a damaged image (400), not an unsupported type (415).
-MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+assert set(ALLOWED_FORMATS) == set(preprocess.OPENED_FORMATS)  # one list for both paths
 THUMB_SIZE = 256
+EXIF_ORIENTATION = 0x0112  # values 5-8 turn the image by 90 degrees
 
 
 @dataclass(frozen=True)
@@ -46,69 +45,42 @@ def decode_base64(value: str, max_bytes: int) -> bytes:
         raise InvalidInput("Invalid base64 image data.", code="invalid_base64") from exc
 
 
-def check_image(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Decode fully and refuse anything that is not a whole JPEG, PNG or WebP within limits."""
+def check_image(
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_decode_bytes: int = 0,
+    budget: preprocess.Budget | None = None,
+) -> CheckedImage:
+    """Refuse anything that is not a whole JPEG, PNG or WebP within limits. The image is
+    decoded whole (a truncated file fails here), but only at the scale the thumbnail needs."""
     if not data:
         raise InvalidInput("The image is empty.", code="empty_image")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"Image is larger than {max_bytes // (1024 * 1024)} MB.")
     try:
-        # _open_allowed checks the pixel count from the header. No warnings.catch_warnings()
-        # here: it swaps the process-wide warning filters and races with other threads.
-        img = _open_allowed(data, max_pixels)
-        fmt = img.format or ""
-        img.load()
-        img = _normalise(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels(max_pixels) from exc
-    except UnidentifiedImageError as exc:
-        if _looks_like_allowed(data):
-            raise _corrupt("unreadable header") from exc
+        header = preprocess.open_image(data, max_pixels)
+        fmt, width, height = header.format or "", header.width, header.height
+        img = preprocess.decode_image(
+            data, THUMB_SIZE, max_pixels, max_bytes=max_decode_bytes, budget=budget
+        )
+    except preprocess.ImageTooLarge as exc:
+        raise PayloadTooLarge(
+            f"Image is too large to decode: {exc}.", code="too_many_pixels"
+        ) from exc
+    except preprocess.UnsupportedFormat as exc:
         raise UnsupportedMedia(
             "The file is not a recognised image; send JPEG, PNG or WebP.",
             code="unsupported_image_type",
         ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise _corrupt(str(exc)) from exc
-    return CheckedImage(data, ALLOWED_FORMATS[fmt], img.width, img.height, img)
-
-
-def _open_allowed(data: bytes, max_pixels: int) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
-    fmt = img.format or ""
-    if fmt not in ALLOWED_FORMATS:
-        raise UnsupportedMedia(
-            f"Unsupported image format {fmt or 'unknown'}; send JPEG, PNG or WebP.",
-            code="unsupported_image_type",
-        )
-    # Checked before decoding: the header alone tells how much memory decoding would take.
-    if img.width * img.height > max_pixels:
-        raise _too_many_pixels(max_pixels)
-    return img
-
-
-def _normalise(img: Image.Image) -> Image.Image:
-    """Upright (EXIF orientation applied) RGB, whatever the mode of the file."""
-    img = ImageOps.exif_transpose(img) or img
-    if img.mode == "RGB":
-        return img
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")  # Pillow warns when a palette with alpha goes to RGB directly
-    if "A" in img.getbands():
-        img = img.convert("RGBA")
-    return img.convert("RGB")
-
-
-def _looks_like_allowed(data: bytes) -> bool:
-    return data.startswith(MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
-
-
-def _corrupt(reason: str) -> InvalidInput:
-    return InvalidInput(f"The image is truncated or corrupt ({reason}).", code="corrupt_image")
-
-
-def _too_many_pixels(max_pixels: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"Image has more than {max_pixels:,} pixels.", code="too_many_pixels")
+    except preprocess.ImageDecodeError as exc:
+        raise InvalidInput(
+            f"The image is truncated or corrupt ({exc}).", code="corrupt_image"
+        ) from exc
+    if header.getexif().get(EXIF_ORIENTATION, 1) > 4:
+        width, height = height, width  # stored sideways: the upright image is what users see
+    return CheckedImage(data, ALLOWED_FORMATS[fmt], width, height, img)
 
 
 def make_thumbnail(img: Image.Image) -> bytes:

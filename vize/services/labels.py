@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from vize.db.tables import ImageLabel, Label, Task, TaskLabel, User
+from vize.db.tables import Image, ImageLabel, Label, Task, TaskLabel, User
 from vize.errors import InvalidInput
-from vize.services.common import LONG_TEXT, Page, get_owned, like_pattern, paginate, text_field
+from vize.services.common import (
+    LONG_TEXT,
+    Page,
+    get_owned,
+    like_pattern,
+    name_field,
+    paginate,
+    text_field,
+)
+from vize.services.images import delete_image
 
 LABEL_TYPES = ("category", "tag")
 
@@ -22,7 +31,12 @@ def list_labels(
     task: Task | None = None,
     search: str | None = None,
 ) -> Page[Label]:
-    stmt = select(Label).where(Label.owner_id == user.id).order_by(Label.name, Label.id)
+    stmt = (
+        select(Label)
+        .where(Label.owner_id == user.id)
+        .options(selectinload(Label.tasks))
+        .order_by(Label.name, Label.id)
+    )
     if task is not None:
         stmt = stmt.join(TaskLabel, TaskLabel.label_id == Label.id).where(
             TaskLabel.task_id == task.id
@@ -40,7 +54,7 @@ def _check(fields: dict[str, Any]) -> dict[str, Any]:
     """The writable fields that were sent (None = not sent), validated."""
     out: dict[str, Any] = {}
     if "name" in fields:
-        out["name"] = text_field(fields.get("name"), "name", 255, strip=True)
+        out["name"] = name_field(fields.get("name"), "name")
         if not out["name"]:
             raise InvalidInput("Label name must not be empty.", code="invalid_name")
     for key, limit in (("description", LONG_TEXT), ("output_name", 255)):
@@ -83,6 +97,18 @@ def delete_label(db: Session, label: Label) -> None:
         )
     db.delete(label)
     db.flush()
+
+
+def wipe_label(db: Session, label: Label) -> list[str]:
+    """Delete the label and every image carrying it (Ximilar's ``label.wipe()``); returns
+    the file keys to pass to ``images.purge_unused_blobs`` after the commit."""
+    carrying = select(ImageLabel.image_id).where(ImageLabel.label_id == label.id)
+    images = list(db.scalars(select(Image).where(Image.id.in_(carrying))))
+    delete_label(db, label)  # first: refuses a tagging task's negative label, deleting nothing
+    keys: list[str] = []
+    for image in images:
+        keys += delete_image(db, image)
+    return keys
 
 
 def counts(db: Session, label_ids: list[str]) -> dict[str, tuple[int, int]]:

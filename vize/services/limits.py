@@ -3,6 +3,8 @@ replicas) or in process memory (embedded default), and a monthly quota from the 
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import threading
 import time
@@ -117,5 +119,50 @@ def check_auth_failures(counter: Counter, client: str, limit: int) -> None:
         )
 
 
-def record_auth_failure(counter: Counter, client: str) -> None:
-    counter.hit(f"authfail:{client}")
+def record_auth_failure(counter: Counter, client: str, limit: int = 0) -> None:
+    """Count a failed credential; 429 if it is beyond the limit. Count and check are one step
+    (the count after this hit): concurrent guessers cannot all pass a check made before any
+    of them counted, so at most ``limit`` failures per window are answered as such."""
+    count, retry = counter.hit(f"authfail:{client}")
+    if limit and count > limit:
+        raise TooManyRequests(
+            f"Too many failed authentication attempts; retry in {retry} s.",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=8)  # a pure function of the setting: parsed once, not per request
+def parse_networks(text: str) -> list[Network]:
+    """``VIZE_TRUSTED_PROXIES``: comma-separated addresses or networks (CIDR)."""
+    return [ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip()]
+
+
+def _trusted(address: str, networks: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(peer: str, forwarded_for: str, networks: list[Network]) -> str:
+    """The address limits count against: the connecting peer, unless it is a trusted proxy;
+    then the nearest address of ``X-Forwarded-For`` (read from the right: each proxy appends
+    the address it saw) that is not a trusted proxy. Anything left of it is the client's say
+    and is ignored, so a client cannot pick the address it is counted as."""
+    if not forwarded_for or not _trusted(peer, networks):
+        return peer
+    address = peer
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip().strip("[]")
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # garbage: stop at the last address a trusted proxy vouched for
+        address = hop
+        if not _trusted(hop, networks):
+            break
+    return address

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
+from vize.db.states import TrainStatus
 from vize.db.tables import Model, Task, User
-from vize.errors import InvalidInput, NotFound
-from vize.services.common import Page, paginate
+from vize.errors import Conflict, InvalidInput, NotFound
+from vize.services.common import Page, id_or_404, paginate
 
 
 def list_models(
@@ -19,6 +18,7 @@ def list_models(
         select(Model)
         .join(Task, Task.id == Model.task_id)
         .where(Task.owner_id == user.id)
+        .options(selectinload(Model.task))
         .order_by(Model.created.desc(), Model.version.desc())
     )
     if task is not None:
@@ -28,11 +28,7 @@ def list_models(
 
 def get_model(db: Session, user: User, model_id: object) -> Model:
     """404 alike for a missing model and another user's (models belong to tasks)."""
-    try:
-        key = str(uuid.UUID(str(model_id)))
-    except ValueError:
-        raise NotFound("Model not found.") from None
-    model = db.get(Model, key)
+    model = db.get(Model, id_or_404(model_id, "Model"))
     task = db.get(Task, model.task_id) if model else None
     if model is None or task is None or task.owner_id != user.id:
         raise NotFound("Model not found.")
@@ -48,7 +44,7 @@ def task_models(db: Session, task: Task) -> list[Model]:
 def trained_version(db: Session, task: Task, version: int) -> Model:
     """The task's model ``version``, which must have trained: else a 400 naming it."""
     model = db.scalar(select(Model).where(Model.task_id == task.id, Model.version == version))
-    if model is None or model.train_status != "trained":
+    if model is None or model.train_status != TrainStatus.TRAINED:
         raise InvalidInput(
             f"Version {version} of this task is not a trained model.", code="invalid_version"
         )
@@ -62,3 +58,25 @@ def deployed_models(db: Session, tasks: list[Task]) -> dict[str, Model]:
         return {}
     rows = db.scalars(select(Model).where(Model.task_id.in_(list(wanted))))
     return {m.task_id: m for m in rows if wanted.get(m.task_id) == m.version}
+
+
+def delete_model(db: Session, model: Model) -> str:
+    """Remove a model version; returns its artifact key, to delete after the commit. The
+    deployed version and one still training are refused (409): a task must not lose the
+    model it serves without its owner choosing another, nor a training its row."""
+    task = db.get(Task, model.task_id)
+    if model.train_status in ("queued", "training"):
+        raise Conflict(
+            "This model version is still training; remove it once the training has ended.",
+            code="model_in_training",
+        )
+    if task is not None and task.production_version == model.version:
+        raise Conflict(
+            "This is the task's production version; deploy another version first "
+            "(production_version on the task) or delete the task.",
+            code="model_in_production",
+        )
+    key = model.artifact_key
+    db.delete(model)
+    db.flush()
+    return key

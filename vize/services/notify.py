@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
 
 from vize.config import Settings
 from vize.db.tables import Model, Task, User
@@ -49,13 +50,13 @@ def _describe(event: str, task: Task, model: Model) -> tuple[str, str]:
 
 
 class Notifier:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings, self.sessions = settings, sessions
 
-    def __call__(self, ctx: Any, event: str, task_id: str, model_id: str) -> None:
+    def __call__(self, event: str, task_id: str, model_id: str) -> None:
         # A notification problem must never fail or retry the training itself.
         try:
-            with ctx.sessions() as db:
+            with self.sessions() as db:
                 task, model = db.get(Task, task_id), db.get(Model, model_id)
                 if task is None or model is None:
                     return
@@ -63,7 +64,8 @@ class Notifier:
                 subject, text = _describe(event, task, model)
                 payload = self._payload(event, task, model)
                 webhook = (task.webhook_url, task.webhook_secret)
-            if owner is not None and owner.notify_email and owner.email:
+            # Only to a confirmed address: else anyone could mail a stranger through us.
+            if owner is not None and owner.notify_email and owner.email and owner.email_verified:
                 self.send_email(owner.email, subject, text)
             if webhook[0] and event != "training_started":
                 self.post_webhook(webhook[0], webhook[1], payload)
@@ -85,24 +87,7 @@ class Notifier:
         }
 
     def send_email(self, to: str, subject: str, text: str) -> None:
-        msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = self.settings.mail_from, to, subject
-        msg["Message-ID"] = f"<{uuid.uuid4()}@vize>"
-        msg.set_content(text)
-        if not self.settings.smtp_url:
-            outbox = self.settings.data_dir / "outbox"
-            outbox.mkdir(parents=True, exist_ok=True)
-            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-            (outbox / name).write_bytes(bytes(msg))
-            return
-        url = urlsplit(self.settings.smtp_url)
-        smtp_cls = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
-        with smtp_cls(url.hostname or "localhost", url.port or 25, timeout=10) as smtp:
-            if url.scheme == "smtp+starttls":
-                smtp.starttls()
-            if url.username:
-                smtp.login(unquote(url.username), unquote(url.password or ""))
-            smtp.send_message(msg)
+        send_email(self.settings, to, subject, text)
 
     def post_webhook(self, url: str, secret: str, payload: dict[str, Any]) -> None:
         target = check_url(url, self.settings.url_allow_hosts)  # pinned: no DNS rebinding
@@ -119,3 +104,25 @@ class Notifier:
                 headers=headers,
                 extensions={"sni_hostname": target.server_name},
             ).raise_for_status()
+
+
+def send_email(settings: Settings, to: str, subject: str, text: str) -> None:
+    """To the outbox folder, or through VIZE_SMTP_URL."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = settings.mail_from, to, subject
+    msg["Message-ID"] = f"<{uuid.uuid4()}@vize>"
+    msg.set_content(text)
+    if not settings.smtp_url:
+        outbox = settings.data_dir / "outbox"
+        outbox.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
+        (outbox / name).write_bytes(bytes(msg))
+        return
+    url = urlsplit(settings.smtp_url)
+    smtp_cls = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
+    with smtp_cls(url.hostname or "localhost", url.port or 25, timeout=10) as smtp:
+        if url.scheme == "smtp+starttls":
+            smtp.starttls()
+        if url.username:
+            smtp.login(unquote(url.username), unquote(url.password or ""))
+        smtp.send_message(msg)

@@ -1,16 +1,18 @@
-"""The serving side of recognition: backbones, embedding cache, heads, classification.
+"""Backbones and heads: turning images into embeddings and a trained head's probabilities.
 
-One ``Recognizer`` per process (built in the lifespan or a worker): ONNX sessions load lazily
-under a lock, heads are cached by model id (immutable once trained), and blocking inference
-runs in a bounded thread pool sized to the cores, each session using one intra-op thread so
-concurrent requests do not oversubscribe the CPU."""
+The server builds one ``Recognizer`` in its lifespan (an embedded job runner trains with it
+too); a ``vize worker`` builds its own. ONNX sessions load lazily, one per backbone any
+request or training asks for: ``VIZE_BACKBONE`` only chooses the backbones new trainings
+use, a model keeps being served with the backbones it was trained with. Heads are cached by
+model id (immutable once trained). Blocking work runs in the bounded pool ``pool``
+(``VIZE_INFERENCE_THREADS`` or ``VIZE_TRAIN_THREADS`` tasks), each session using one
+intra-op thread, so concurrent requests do not oversubscribe the CPU."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,10 +22,13 @@ from sqlalchemy.orm import Session
 
 from vize.config import Settings
 from vize.db.tables import Embedding
-from vize.ml.backbones import get_backbone_config
+from vize.errors import ConfigError
+from vize.ml.backbones import get_backbone_config, known_backbones
 from vize.ml.embedder import Embedder
 from vize.ml.predictor import Head, predict_proba
 from vize.ml.preprocess import decode_image, hflip, preprocess
+from vize.services.budget import MemoryBudget
+from vize.services.fairpool import FairPool
 from vize.storage import BlobStore
 
 HEAD_CACHE_SIZE = 2000
@@ -32,7 +37,7 @@ VIEWS = ("orig", "flip")
 
 @dataclass(frozen=True)
 class Prepared:
-    """One decoded image, ready for every backbone in use."""
+    """One decoded image, ready for each backbone it was prepared for."""
 
     arrays: dict[str, np.ndarray]  # backbone -> CHW float32
 
@@ -40,16 +45,22 @@ class Prepared:
 class Recognizer:
     def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
         self.settings = settings
-        self.backbones = settings.backbone_list
+        self.backbones = check_backbones(settings.backbone_list)  # the ones trainings use
         # Small ONNX batches: per image, batch 16 ran ~30% slower than batch 1-4 here (its
         # activations no longer fit the CPU caches); see BENCHMARKS.md.
-        self.embedder = Embedder(settings.data_dir / "onnx", intra_op_threads=1, max_batch=4)
+        self.embedder = Embedder(settings.onnx_cache_dir, intra_op_threads=1, max_batch=4)
         # Parallelism comes from this pool (one ONNX thread per task in it), never from
         # threads inside a session, so pool size = cores in use, with no oversubscription.
+        # Shared fairly between users (one cannot hold every worker), serving before
+        # background embedding; decoding reserves its memory from one budget.
         workers = pool_size or settings.inference_threads
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vize-infer")
+        self.pool = FairPool(max(1, workers), name="vize-infer")
+        self.budget = MemoryBudget(settings.max_decode_bytes)
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
+        # (cached, computed) images of each ensure_embeddings run; the server sets its metrics
+        # here, a worker process (no /metrics) leaves it unset.
+        self.on_embeddings: Callable[[int, int], None] | None = None
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -60,19 +71,26 @@ class Recognizer:
             self.embedder.session(name)
 
     # -- preprocessing -------------------------------------------------------------------
-    def prepare(self, data: bytes) -> Prepared:
-        """Decode once (at the largest input size), then resize per backbone."""
-        configs = [get_backbone_config(name) for name in self.backbones]
+    def prepare(self, data: bytes, backbones: Sequence[str] | None = None) -> Prepared:
+        """Decode once (at the largest input size), then resize per backbone (default: the
+        ones trainings use)."""
+        configs = [get_backbone_config(name) for name in backbones or self.backbones]
         largest = max(c.input_size for c in configs)
-        img: Image.Image = decode_image(data, largest, self.settings.max_image_pixels)
+        img: Image.Image = decode_image(
+            data,
+            largest,
+            self.settings.max_image_pixels,
+            max_bytes=self.settings.max_decode_bytes,
+            budget=self.budget,
+        )
         return Prepared({c.name: preprocess(img, c) for c in configs})
 
     # -- embeddings ----------------------------------------------------------------------
     def embed_prepared(
-        self, items: Sequence[Prepared], flip: bool = False
+        self, items: Sequence[Prepared], flip: bool = False, backbones: Sequence[str] = ()
     ) -> dict[str, np.ndarray]:
         out = {}
-        for name in self.backbones:
+        for name in backbones or self.backbones:
             batch = np.stack([p.arrays[name] for p in items])
             out[name] = self.embedder.embed(name, hflip(batch) if flip else batch)
         return out
@@ -92,11 +110,24 @@ class Recognizer:
 
     def predict(self, head: Head, items: Sequence[Prepared]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, labels), L2-normalised descriptors (N, dim))."""
-        emb = self.embed_prepared(items)
+        emb = self.embed_prepared(items, backbones=head.backbones)
         probs = predict_proba(head, {name: emb[name] for name in head.backbones})
         desc = np.concatenate([emb[name] for name in head.backbones], axis=1)
         desc = desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
         return probs, desc
+
+
+def check_backbones(names: list[str]) -> list[str]:
+    """``VIZE_BACKBONE`` as a list, refused at start-up when empty or naming an unknown one."""
+    known = known_backbones()
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ConfigError(
+            f"VIZE_BACKBONE={','.join(names)!r} is not valid: "
+            + (f"unknown backbone(s) {', '.join(unknown)}; " if unknown else "it is empty; ")
+            + f"set it to one or more (comma-separated) of: {', '.join(known)}."
+        )
+    return names
 
 
 def cached_embeddings(

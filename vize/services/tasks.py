@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from vize.db.tables import Label, Task, TaskLabel, User
+from vize.db.tables import Label, Model, Task, TaskLabel, User
 from vize.errors import InvalidInput
 from vize.services.common import (
     LONG_TEXT,
@@ -16,10 +18,14 @@ from vize.services.common import (
     get_owned,
     int_field,
     like_pattern,
+    name_field,
     paginate,
     text_field,
 )
 from vize.services.models import trained_version
+from vize.storage import BlobStore
+
+log = logging.getLogger("vize.storage")
 
 TASK_TYPES = ("multi_class", "multi_label")
 NEGATIVE_LABEL_NAME = "negative"
@@ -47,7 +53,7 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """The writable fields, validated; keys the client did not send stay absent."""
     out: dict[str, Any] = {}
     if "name" in fields:
-        out["name"] = text_field(fields["name"], "name", 255, strip=True)
+        out["name"] = name_field(fields["name"], "name")
         if not out["name"]:
             raise InvalidInput("Task name must not be empty.", code="invalid_name")
     if "description" in fields:
@@ -94,7 +100,7 @@ def _attach_negative_label(db: Session, user: User, task: Task) -> None:
     task.negative_label_id = label.id
 
 
-def update_task(db: Session, user: User, task: Task, fields: dict[str, Any]) -> Task:
+def update_task(db: Session, task: Task, fields: dict[str, Any]) -> Task:
     # None means "not sent" for PATCH and PUT alike (forms cannot send null).
     clean = _check_fields({k: v for k, v in fields.items() if v is not None})
     if "type" in fields and fields["type"] is not None and fields["type"] != task.type:
@@ -114,7 +120,10 @@ def set_production_version(db: Session, task: Task, version: int) -> None:
     task.production_pinned = True
 
 
-def delete_task(db: Session, task: Task) -> None:
+def delete_task(db: Session, task: Task) -> list[str]:
+    """Remove the task (its models cascade); returns their files' keys, to pass to
+    ``purge_model_files`` after the commit."""
+    keys = [k for k in db.scalars(select(Model.artifact_key).where(Model.task_id == task.id)) if k]
     negative = db.get(Label, task.negative_label_id) if task.negative_label_id else None
     db.delete(task)
     db.flush()
@@ -123,18 +132,37 @@ def delete_task(db: Session, task: Task) -> None:
     if negative is not None and not _attached_anywhere(db, negative.id):
         db.delete(negative)
         db.flush()
+    return keys
+
+
+def model_file_in_use(sessions: sessionmaker[Session], key: str) -> bool:
+    """Whether a committed model row references ``key`` (a transaction begun now)."""
+    with sessions() as db:
+        stmt = select(Model.id).where(Model.artifact_key == key).limit(1)
+        return db.scalar(stmt) is not None
+
+
+def purge_model_files(sessions: sessionmaker[Session], blobs: BlobStore, keys: list[str]) -> None:
+    """After the task's delete is committed: its model files go now, not at the next start's
+    sweep, through the same protocol as image files (asked once the file is out of the way).
+    The delete is committed already, so a failure is logged; the sweep takes what is left."""
+    for key in keys:
+        try:
+            blobs.delete_unless(key, partial(model_file_in_use, sessions, key))
+        except Exception:
+            log.exception("could not remove %s after its task was deleted", key)
 
 
 def _attached_anywhere(db: Session, label_id: str) -> bool:
     return bool(db.scalar(select(func.count()).where(TaskLabel.label_id == label_id)))
 
 
-def add_label(db: Session, user: User, task: Task, label: Label) -> Task:
+def add_label(db: Session, task: Task, label: Label) -> Task:
     append_link(db, task, "labels", label)
     return task
 
 
-def remove_label(db: Session, user: User, task: Task, label: Label) -> Task:
+def remove_label(db: Session, task: Task, label: Label) -> Task:
     if label.id == task.negative_label_id:
         raise InvalidInput(
             "The automatic negative label of a tagging task cannot be removed.",

@@ -1,31 +1,25 @@
-"""Training: checks, model versions, the embedding cache, and the training job itself."""
+"""Training: the checks and the queueing of a training, its status, and the training job."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import logging
+import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vize.db.engine import savepoint
-from vize.db.tables import Embedding, Image, ImageLabel, Job, Label, Model, Task, User
+from vize.db.states import ACTIVE_JOB_STATES, JobKind, TrainStatus
+from vize.db.tables import ImageLabel, Job, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
-from vize.jobs import store
-from vize.ml.predictor import HeadKind
-from vize.ml.trainer import TrainParams, evaluate, train_head
-from vize.observability.metrics import observe_embeddings
-from vize.services.recognition import Recognizer, cached_embeddings
-from vize.storage import BlobStore
+from vize.services import jobstore, trainset
+from vize.services.context import JobContext, ProgressFn
+from vize.services.embeddings import ensure_embeddings
 
-EMBED_BATCH = 8
-ProgressFn = Callable[[float, str | None], None]
+log = logging.getLogger("vize.jobs")
 
 
 # -- starting a training ---------------------------------------------------------------------
@@ -74,7 +68,11 @@ def check_trainable(db: Session, task: Task, min_images: int) -> None:
 
 def active_training(db: Session, task_id: str) -> Job | None:
     return db.scalar(
-        select(Job).where(Job.task_id == task_id, Job.kind == "train", Job.state.in_(store.ACTIVE))
+        select(Job).where(
+            Job.task_id == task_id,
+            Job.kind == JobKind.TRAIN,
+            Job.state.in_(ACTIVE_JOB_STATES),
+        )
     )
 
 
@@ -86,7 +84,7 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
             "This task is already training; wait for it to finish.", code="training_in_progress"
         )
     latest = db.scalar(select(func.max(Model.version)).where(Model.task_id == task.id)) or 0
-    model = Model(task_id=task.id, version=latest + 1, train_status="queued")
+    model = Model(task_id=task.id, version=latest + 1, train_status=TrainStatus.QUEUED)
     try:
         with savepoint(db):
             db.add(model)
@@ -95,15 +93,15 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
         raise Conflict(
             "Another training of this task just started.", code="training_in_progress"
         ) from None
-    job = store.create_job(db, "train", user.id, task_id=task.id, model_id=model.id)
-    task.last_train_status = "queued"
+    job = jobstore.create_job(db, JobKind.TRAIN, user.id, task_id=task.id, model_id=model.id)
+    task.last_train_status = TrainStatus.QUEUED
     return model, job
 
 
 def latest_training(db: Session, task: Task) -> dict[str, Any]:
     job = db.scalar(
         select(Job)
-        .where(Job.task_id == task.id, Job.kind == "train")
+        .where(Job.task_id == task.id, Job.kind == JobKind.TRAIN)
         .order_by(Job.created.desc())
         .limit(1)
     )
@@ -121,261 +119,138 @@ def latest_training(db: Session, task: Task) -> dict[str, Any]:
     }
 
 
-# -- the embedding cache ---------------------------------------------------------------------
-@dataclass
-class EmbeddingSet:
-    """Embeddings for a list of images: per backbone, per view, rows in ``image_ids`` order."""
-
-    image_ids: list[str]
-    vectors: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    gone: list[str] = field(default_factory=list)  # deleted meanwhile: no file to embed
-
-
-def ensure_embeddings(
-    sessions: Any,
-    blobs: BlobStore,
-    recognizer: Recognizer,
-    images: list[tuple[str, str]],
-    views: tuple[str, ...],
-    progress: ProgressFn | None = None,
-) -> EmbeddingSet:
-    """Embed every (image id, blob key) not cached yet, in batches; return all vectors."""
-    ids = [image_id for image_id, _ in images]
-    keys = dict(images)
-    with sessions() as db:
-        have = {
-            (bb, view): cached_embeddings(db, ids, bb, view)
-            for bb in recognizer.backbones
-            for view in views
-        }
-    missing = [i for i in ids if any(i not in have[k] for k in have)]
-    chunks = [missing[s : s + EMBED_BATCH] for s in range(0, len(missing), EMBED_BATCH)]
-    # Chunks run in the recognizer's bounded pool: every core works on a training, and a
-    # classification request waits for at most one chunk, not for the whole training.
-    futures = [
-        recognizer.pool.submit(_embed_chunk, blobs, recognizer, [(i, keys[i]) for i in c], views)
-        for c in chunks
-    ]
-    done = 0
-    try:
-        for chunk, future in zip(chunks, futures, strict=True):
-            new = future.result()
-            _store_vectors(sessions, new)
-            for (image_id, bb, view), vec in new.items():
-                have[(bb, view)][image_id] = vec
-            done += len(chunk)
-            if progress:
-                progress(done / len(missing), f"Embedded {done} of {len(missing)} new images")
-    finally:
-        for future in futures:
-            future.cancel()
-    gone = [i for i in missing if any(i not in cache for cache in have.values())]
-    if gone:
-        dropped = set(gone)
-        ids = [i for i in ids if i not in dropped]
-    observe_embeddings(recognizer, len(images) - len(missing), len(missing))  # metrics hook
-    out = EmbeddingSet(ids, gone=gone)
-    for key, cache in have.items():
-        out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
-    return out
-
-
-def _embed_chunk(
-    blobs: BlobStore, recognizer: Recognizer, chunk: list[tuple[str, str]], views: tuple[str, ...]
-) -> dict[tuple[str, str, str], np.ndarray]:
-    present, prepared = [], []
-    for image_id, key in chunk:
-        try:
-            data = blobs.get(key)
-        except KeyError:  # the image was deleted after the training collected it
-            continue
-        present.append(image_id)
-        prepared.append(recognizer.prepare(data))
-    out: dict[tuple[str, str, str], np.ndarray] = {}
-    if not prepared:
-        return out
-    for view in views:
-        emb = recognizer.embed_prepared(prepared, flip=view == "flip")
-        for bb, matrix in emb.items():
-            for image_id, vec in zip(present, matrix, strict=True):
-                out[(image_id, bb, view)] = vec.astype(np.float32)
-    return out
-
-
-def _store_vectors(sessions: Any, new: dict[tuple[str, str, str], np.ndarray]) -> None:
-    """One multi-row INSERT; rows another worker stored meanwhile are kept as they are."""
-    rows = [
-        {"image_id": i, "backbone": bb, "view": view, "vector": vec.tobytes()}
-        for (i, bb, view), vec in new.items()
-    ]
-    with sessions() as db:
-        insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(Embedding).values(rows).on_conflict_do_nothing()
-        try:
-            db.execute(stmt)
-            db.commit()
-        except IntegrityError:  # an image deleted meanwhile: its vectors are not needed
-            db.rollback()
-
-
-# -- the training set --------------------------------------------------------------------------
-@dataclass
-class TrainingSet:
-    image_ids: list[str]
-    blob_keys: list[str]
-    labels: list[Label]
-    y: Any  # list of label ids (multi_class) or 0/1 matrix (multi_label)
-    pinned: list[bool]
-    skipped: int
-
-
-def collect(db: Session, task: Task) -> TrainingSet:
-    labels = list(task.labels)
-    label_ids = {lbl.id for lbl in labels}
-    rows = db.execute(
-        select(Image.id, Image.blob_key, Image.test_image, ImageLabel.label_id)
-        .join(ImageLabel, ImageLabel.image_id == Image.id)
-        .where(ImageLabel.label_id.in_(label_ids), Image.owner_id == task.owner_id)
-        .order_by(Image.id)
-    ).all()
-    per_image: dict[str, tuple[str, bool, set[str]]] = {}
-    for image_id, key, test, label_id in rows:
-        per_image.setdefault(image_id, (key, bool(test), set()))[2].add(label_id)
-    if task.type == "multi_class":
-        return _collect_single(per_image, labels)
-    return _collect_multi(per_image, labels, task.negative_label_id)
-
-
-def _collect_single(per_image: dict[str, Any], labels: list[Label]) -> TrainingSet:
-    ids, keys, y, pinned, skipped = [], [], [], [], 0
-    for image_id, (key, test, lset) in per_image.items():
-        if len(lset) != 1:  # one image under two categories: ambiguous, left out
-            skipped += 1
-            continue
-        ids.append(image_id)
-        keys.append(key)
-        y.append(next(iter(lset)))
-        pinned.append(test)
-    used = [lbl for lbl in labels if lbl.id in set(y)]
-    return TrainingSet(ids, keys, used, y, pinned, skipped)
-
-
-def _collect_multi(
-    per_image: dict[str, Any], labels: list[Label], negative: str | None
-) -> TrainingSet:
-    has_negative = any(negative in lset for _, _, lset in per_image.values())
-    used = [lbl for lbl in labels if lbl.id != negative or has_negative]
-    col = {lbl.id: j for j, lbl in enumerate(used)}
-    ids, keys, pinned = [], [], []
-    y = np.zeros((len(per_image), len(used)), dtype=np.float64)
-    for r, (image_id, (key, test, lset)) in enumerate(per_image.items()):
-        tags = lset - {negative}
-        for lid in tags:
-            y[r, col[lid]] = 1.0
-        if not tags and negative in col:  # the negative label means "none of the tags"
-            y[r, col[negative]] = 1.0
-        ids.append(image_id)
-        keys.append(key)
-        pinned.append(test)
-    return TrainingSet(ids, keys, used, y, pinned, 0)
-
-
-def without(ts: TrainingSet, gone: list[str]) -> TrainingSet:
-    """The training set minus images deleted while it was being embedded."""
-    drop = set(gone)
-    keep = [r for r, image_id in enumerate(ts.image_ids) if image_id not in drop]
-    y = ts.y[keep] if isinstance(ts.y, np.ndarray) else [ts.y[r] for r in keep]
-    return TrainingSet(
-        [ts.image_ids[r] for r in keep],
-        [ts.blob_keys[r] for r in keep],
-        ts.labels,
-        y,
-        [ts.pinned[r] for r in keep],
-        ts.skipped,
-    )
-
-
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def fit(
-    ts: TrainingSet, emb: EmbeddingSet, kind: str, backbones: list[str], views: tuple[str, ...]
-) -> tuple[dict[str, Any], bytes]:
-    """Evaluate on the held-out split, then fit the deployed head on every image."""
-    X = np.concatenate([emb.vectors[(bb, "orig")] for bb in backbones], axis=1)
-    aug = (
-        np.concatenate([emb.vectors[(bb, "flip")] for bb in backbones], axis=1)
-        if "flip" in views
-        else None
-    )
-    dims = [emb.vectors[(bb, "orig")].shape[1] for bb in backbones]
-    label_ids = [lbl.id for lbl in ts.labels]
-    params = TrainParams()
-    head_kind = cast(HeadKind, kind)
-    report = evaluate(
-        X,
-        ts.y,
-        label_ids,
-        head_kind,
-        ts.image_ids,
-        params,
-        pinned_test=ts.pinned,
-        block_dims=dims,
-        augment=aug,
-    )
-    head = train_head(
-        X,
-        ts.y,
-        label_ids,
-        head_kind,
-        params,
-        backbones=backbones,
-        block_dims=dims,
-        augment=aug,
-    )
-    return report, head.to_bytes()
+def model_key(job: Job) -> str:
+    """Where the trained head of the job's model version is stored."""
+    return f"models/{job.task_id}/{job.model_id}.npz"
 
 
-def shape_metrics(
-    report: dict[str, Any],
-    labels: list[Label],
-    ts: TrainingSet,
-    backbones: list[str],
-    seconds: float,
-) -> dict[str, Any]:
-    names = {lbl.id: lbl.name for lbl in labels}
-    per_label = [
-        {"label_id": lid, "name": names.get(lid, lid), **vals}
-        for lid, vals in report.get("per_label", {}).items()
-    ]
-    tests = []
-    for row in report.get("test", []):
-        true = row["true"] if isinstance(row["true"], list) else [row["true"]]
-        predicted = row["predicted"]
-        tests.append(
-            {
-                "image_id": row["id"],
-                "true": true,
-                "predicted": predicted,
-                "prob": row.get("score"),
-                "correct": row["correct"],
-            }
+# -- the training job ------------------------------------------------------------------------
+def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
+    """The ``train`` job: embed, evaluate and fit, store the head, commit the version."""
+    begun = _begin(ctx, job)
+    if begun is None:
+        return "Nothing to do (model already trained or task deleted)."
+    ts, kind = begun
+    backbones = list(ctx.settings.backbone_list)
+    _notify(ctx, "training_started", job)
+    started = time.perf_counter()
+    progress(0.02, f"Preparing {len(ts.image_ids)} images")
+    emb = ensure_embeddings(
+        ctx.sessions,
+        ctx.blobs,
+        ctx.recognizer,
+        list(zip(ts.image_ids, ts.blob_keys, strict=True)),
+        ctx.views,
+        progress=lambda f, m: progress(0.02 + 0.8 * f, m),
+    )
+    embed_seconds = time.perf_counter() - started
+    if emb.gone:
+        ts = _after_deletions(ctx, job, ts, emb.gone)
+    progress(0.85, "Training and evaluating the model")
+    report, artifact = trainset.fit(ts, emb, kind, backbones, ctx.views)
+    fit_seconds = time.perf_counter() - started - embed_seconds
+    key = model_key(job)
+    ctx.blobs.put(key, artifact)  # written before the row says "trained": never half a model
+    metrics = trainset.shape_metrics(
+        report, ts.labels, ts, backbones, time.perf_counter() - started
+    )
+    metrics["embed_seconds"] = round(embed_seconds, 3)
+    metrics["fit_seconds"] = round(fit_seconds, 3)
+    try:
+        version = _commit_model(ctx, job, key, metrics, ts)
+    except LabelsChanged:
+        ctx.blobs.delete(key)
+        raise
+    if version is None:  # the task was deleted meanwhile: keep no file for it
+        ctx.blobs.delete(key)
+        return "The task was deleted during training; nothing was kept."
+    _notify(ctx, "training_succeeded", job)
+    return f"Model version {version} trained, accuracy {metrics['accuracy']}."
+
+
+def _check_labels_kept(task: Task, ts: trainset.TrainingSet) -> None:
+    """A label deleted (or detached) while the task trained would stay in the head and be
+    answered with no name: the training fails naming it instead (the task lock is held)."""
+    current = {label.id for label in task.labels}
+    gone = [label.name for label in ts.labels if label.id not in current]
+    if gone:
+        names = ", ".join(repr(name) for name in gone)
+        raise LabelsChanged(
+            f"Label(s) {names} left the task during the training; train again without them."
         )
-    return {
-        "accuracy": report.get("accuracy"),
-        "cv_accuracy": report.get("cv_accuracy"),
-        "cv_folds": report.get("cv_folds"),
-        "per_label": per_label,
-        "confusion_matrix": {
-            "labels": [lbl.id for lbl in labels],
-            "names": [lbl.name for lbl in labels],
-            "matrix": report.get("confusion_matrix", []),
-        },
-        "test_predictions": tests,
-        "train_images": report.get("n_train"),
-        "test_images": report.get("n_test"),
-        "skipped_images": ts.skipped,
-        "backbone": "+".join(backbones),
-        "train_seconds": round(seconds, 3),
-    }
+
+
+def failed(ctx: JobContext, job: Job, error: str) -> None:
+    """The ``train`` job failed (or its workers kept dying): the model and task say so."""
+    with ctx.sessions.begin() as db:
+        task, model = _locked(db, job)
+        if model is not None and model.train_status != TrainStatus.TRAINED:
+            model.train_status, model.error, model.finished = TrainStatus.FAILED, error, now()
+        if task is not None:
+            task.last_train_status = TrainStatus.FAILED
+    _notify(ctx, "training_failed", job)
+
+
+def _notify(ctx: JobContext, event: str, job: Job) -> None:
+    if job.task_id and job.model_id:
+        ctx.notifier(event, job.task_id, job.model_id)
+
+
+def _locked(db: Session, job: Job) -> tuple[Task | None, Model | None]:
+    """The job's task, then its model, locked in that order (PostgreSQL; SQLite locks the
+    whole file): deleting a task locks it, then its models (the cascade). Updating them in
+    the other order deadlocked with a task deleted during its training."""
+    task = db.get(Task, job.task_id, with_for_update=True) if job.task_id else None
+    model = db.get(Model, job.model_id, with_for_update=True) if job.model_id else None
+    return task, model
+
+
+def _begin(ctx: JobContext, job: Job) -> tuple[trainset.TrainingSet, str] | None:
+    with ctx.sessions.begin() as db:
+        task, model = _locked(db, job)
+        if model is None or task is None:
+            return None
+        if model.train_status == TrainStatus.TRAINED:  # a duplicate delivery after success
+            return None
+        model.train_status, model.error = TrainStatus.TRAINING, ""
+        task.last_train_status = TrainStatus.TRAINING
+        check_trainable(db, task, ctx.settings.min_images_per_label)
+        return trainset.collect(db, task), task.type
+
+
+def _after_deletions(
+    ctx: JobContext, job: Job, ts: trainset.TrainingSet, gone: list[str]
+) -> trainset.TrainingSet:
+    """Images deleted during the embedding are left out; the labels must still have enough
+    (else the training fails with the same 400-style reason as at the start)."""
+    with ctx.sessions() as db:
+        task = db.get(Task, job.task_id)
+        if task is not None:
+            check_trainable(db, task, ctx.settings.min_images_per_label)
+    log.info("training %s: %d image(s) deleted meanwhile, left out", job.id, len(gone))
+    return trainset.without(ts, gone)
+
+
+class LabelsChanged(Conflict):
+    code = "labels_changed"
+
+
+def _commit_model(
+    ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], ts: trainset.TrainingSet
+) -> int | None:
+    with ctx.sessions.begin() as db:
+        task, model = _locked(db, job)
+        if model is None or task is None:  # deleted with its task (cascade)
+            return None
+        _check_labels_kept(task, ts)
+        model.metrics, model.artifact_key = metrics, key
+        model.images_count = len(ts.image_ids)
+        model.train_status, model.progress, model.finished = TrainStatus.TRAINED, 1.0, now()
+        task.last_train_status = TrainStatus.TRAINED
+        if not task.production_pinned:
+            task.production_version = model.version
+        return model.version

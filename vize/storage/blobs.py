@@ -19,7 +19,6 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def delete_unless(self, key: str, in_use: Callable[[], bool]) -> bool: ...
-    def path(self, key: str) -> Path | None: ...
     def scan(self) -> Iterator[tuple[str, float]]: ...
 
 
@@ -137,9 +136,6 @@ class LocalBlobStore:
             return False
         trash.unlink()
         return True
-
-    def path(self, key: str) -> Path | None:
-        return self._file(key)
 
     def check(self) -> None:
         """Raise unless the folder is there and writable (the readiness probe)."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -175,9 +174,6 @@ class S3BlobStore:
     def _restore(self, trash: str, source: str) -> None:
         self._copy(trash, source)
         self._call("delete_object", Key=trash)
-
-    def path(self, key: str) -> Path | None:
-        return None  # no local file: callers read the bytes with ``get``
 
     def scan(self) -> Iterator[tuple[str, float]]:
         """Every stored object as (key, last-modified time), for the orphan sweep."""

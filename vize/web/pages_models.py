@@ -8,6 +8,7 @@ from fastapi import Request, Response
 
 from vize.api.deps import DB
 from vize.api.schemas import base_url
+from vize.db.states import TrainStatus
 from vize.db.tables import Task
 from vize.errors import InvalidInput, NotFound
 from vize.services import tasks as tasks_service
@@ -63,7 +64,7 @@ def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -
         version = int(form.get("version", ""))
     except ValueError:
         raise InvalidInput("Choose a version to deploy.", code="invalid_version") from None
-    tasks_service.update_task(db, user, task, {"production_version": version})
+    tasks_service.update_task(db, task, {"production_version": version})
     message = f"Version {version} is now deployed: the API answers with it."
     return redirect(request, f"/tasks/{task.id}/training?version={version}", message)
 
@@ -71,7 +72,7 @@ def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -
 @router.get("/tasks/{task_id}/preview")
 def preview_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
     task = tasks_service.get_task(db, user, task_id)
-    models = [m for m in views.task_models(db, task) if m["train_status"] == "trained"]
+    models = [m for m in views.task_models(db, task) if m["train_state"] == TrainStatus.TRAINED]
     context = {
         **task_context(request, task, user, "preview"),
         "trained": models,

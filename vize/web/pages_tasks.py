@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB
+from vize.api.deps import DB, State
 from vize.db.tables import Task, User
 from vize.errors import InvalidInput
 from vize.services import images as images_service
@@ -89,7 +89,7 @@ def create_label(task_id: str, request: Request, db: DB, user: PageUser, form: F
 def attach_label(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
     task = tasks_service.get_task(db, user, task_id)
     label = labels_service.get_label(db, user, form.get("label_id", ""))
-    tasks_service.add_label(db, user, task, label)
+    tasks_service.add_label(db, task, label)
     return redirect(request, f"/tasks/{task.id}?label={label.id}", f"“{label.name}” attached.")
 
 
@@ -109,7 +109,7 @@ def detach_label(
 ) -> Response:
     task = tasks_service.get_task(db, user, task_id)
     label = views.task_label(task, label_id)
-    tasks_service.remove_label(db, user, task, label)
+    tasks_service.remove_label(db, task, label)
     message = f"“{label.name}” removed from this task (the label and its images are kept)."
     return redirect(request, f"/tasks/{task.id}", message)
 
@@ -135,13 +135,17 @@ def settings_page(task_id: str, request: Request, db: DB, user: PageUser) -> Res
 def save_settings(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
     task = tasks_service.get_task(db, user, task_id)
     fields = {"name": form.get("name", ""), "description": form.get("description", "")}
-    tasks_service.update_task(db, user, task, fields)
+    tasks_service.update_task(db, task, fields)
     return redirect(request, f"/tasks/{task.id}/settings", "Task saved.")
 
 
 @router.post("/tasks/{task_id}/delete")
-def delete_task(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
-    name = task.name
-    tasks_service.delete_task(db, task)
+def delete_task(
+    task_id: str, request: Request, state: State, user: PageUser, form: Form
+) -> Response:
+    with state.sessions.begin() as db:  # committed before its files go
+        task = tasks_service.get_task(db, user, task_id)
+        name = task.name
+        keys = tasks_service.delete_task(db, task)
+    tasks_service.purge_model_files(state.sessions, state.blobs, keys)
     return redirect(request, "/tasks", f"Task “{name}” deleted.")

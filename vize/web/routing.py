@@ -15,11 +15,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from vize.api.deps import get_state, session_user_id
+from vize.api.deps import get_state, session_user, session_user_id
 from vize.db.tables import User
 from vize.errors import NotFound, VizeError
 from vize.web.render import redirect, render
-from vize.web.session import CsrfFailed, LoginRequired
+from vize.web.session import CsrfFailed, LoginRequired, safe_next
 
 
 def _back(request: Request) -> str:
@@ -27,8 +27,10 @@ def _back(request: Request) -> str:
     referer = urlsplit(request.headers.get("referer", ""))
     if referer.netloc and referer.netloc != request.url.netloc:
         return "/tasks"
+    # The path too: "http://us//evil.com/x" has the path "//evil.com/x", which a browser
+    # reads as another site (protocol-relative) when it is a Location.
     path = referer.path or "/tasks"
-    return path + (f"?{referer.query}" if referer.query else "")
+    return safe_next(path + (f"?{referer.query}" if referer.query else ""))
 
 
 def error_page(request: Request, exc: VizeError) -> Response:
@@ -44,11 +46,10 @@ def error_page(request: Request, exc: VizeError) -> Response:
 def _user(request: Request) -> User | None:
     """The signed-in user for the error page's navigation (its own short session)."""
     state = get_state(request)
-    uid = session_user_id(state, request)
-    if uid is None:
+    if session_user_id(state, request) is None:
         return None
     with state.sessions() as db:
-        return db.get(User, uid)
+        return session_user(state, request, db)
 
 
 class WebRoute(APIRoute):

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature
+from sqlalchemy.orm import Session
 
 from vize.api.deps import (
     DB,
@@ -19,10 +20,13 @@ from vize.api.deps import (
     SESSION_MAX_AGE,
     csrf_token,
     get_state,
+    session_claims,
+    session_user,
     session_user_id,
 )
 from vize.db.tables import User
 from vize.errors import VizeError
+from vize.services import sessions as sessions_service
 
 ANON_COOKIE = "vize_anon"
 CSRF_FIELD = "csrf_token"
@@ -45,8 +49,9 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def log_in(response: Any, request: Request, user: User) -> None:
-    value = get_state(request).signer.dumps({"uid": user.id})
+def log_in(response: Any, request: Request, user: User, db: Session) -> None:
+    sid = sessions_service.start(db, user)
+    value = get_state(request).signer.dumps({"uid": user.id, "sid": sid})
     response.set_cookie(
         SESSION_COOKIE,
         value,
@@ -59,7 +64,20 @@ def log_in(response: Any, request: Request, user: User) -> None:
     response.delete_cookie(ANON_COOKIE, path="/")
 
 
-def log_out(response: Any) -> None:
+def current_session_id(request: Request) -> str:
+    claims = session_claims(get_state(request), request)
+    return claims[1] if claims else ""
+
+
+def log_out(response: Any, request: Request, db: Session, everywhere: bool = False) -> None:
+    """End this browser's session on the server (or all of the user's), not just its cookie:
+    a copy of the cookie must stop working too."""
+    claims = session_claims(get_state(request), request)
+    if claims is not None:
+        if everywhere:
+            sessions_service.end_all(db, claims[0])
+        else:
+            sessions_service.end(db, claims[1])
     response.delete_cookie(SESSION_COOKIE, path="/")
 
 
@@ -117,8 +135,7 @@ async def checked_form(request: Request) -> dict[str, str]:
 
 
 def optional_user(request: Request, db: DB) -> User | None:
-    uid = session_user_id(get_state(request), request)
-    return db.get(User, uid) if uid else None
+    return session_user(get_state(request), request, db)
 
 
 def required_user(request: Request, user: Annotated[User | None, Depends(optional_user)]) -> User:

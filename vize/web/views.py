@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vize.api.schemas import model_out
+from vize.db.states import TrainStatus
 from vize.db.tables import Label, Task, User
 from vize.errors import NotFound
 from vize.services import images as images_service
@@ -110,7 +111,7 @@ def task_summaries(db: Session, user: User, tasks: list[Task]) -> list[dict[str,
 
 def pick_model(models: list[dict[str, Any]], version: int | None, deployed: int) -> Any:
     """The version asked for, else the deployed one, else the newest trained one."""
-    trained = [m for m in models if m["train_status"] == "trained"]
+    trained = [m for m in models if m["train_state"] == TrainStatus.TRAINED]
     for wanted in (version, deployed):
         for model in models:
             if wanted is not None and model["version"] == wanted:

@@ -12,23 +12,38 @@ from starlette.datastructures import UploadFile
 
 from vize.api.deps import (
     DB,
-    Blobs,
+    AppState,
     CurrentUser,
     Fields,
+    Links,
     PagingDep,
     SettingsDep,
     State,
+    authenticate,
+    image_links,
     strict_json,
 )
 from vize.api.routing import SlashRouter, body_doc
-from vize.api.schemas import ImagePatch, LabelIdIn, base_url, image_out, page_out
+from vize.api.schemas import (
+    ImageJsonIn,
+    ImagePatch,
+    ImagesUpdateIn,
+    LabelIdIn,
+    LabelValueIn,
+    base_url,
+    image_out,
+    page_out,
+)
+from vize.api.signing import ImageLinks, Kind
 from vize.config import Settings
-from vize.db.tables import Label, User
+from vize.db.tables import Image, Label, User
 from vize.errors import InvalidInput, NotFound, PayloadTooLarge, VizeError
+from vize.services import batch
 from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
-from vize.services.fetch import record_bytes
+from vize.services.fetch import FetchBudget, record_bytes
+from vize.services.jsonvalue import echoable
 from vize.storage import BlobStore
 
 router = SlashRouter(prefix="/training-image", tags=["training images"])
@@ -51,14 +66,21 @@ UPLOAD_DOC = {
             },
             "application/json": {
                 "schema": {
-                    "type": "object",
-                    "properties": {
-                        "records": {
-                            "type": "array",
-                            "items": {"type": "object"},
-                            "description": "Each with _base64 or _url, labels, meta_data",
-                        }
-                    },
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "title": "Batch",
+                            "properties": {
+                                "records": {
+                                    "type": "array",
+                                    "items": {"type": "object"},
+                                    "description": "Each with _base64 or _url, labels, meta_data",
+                                }
+                            },
+                            "required": ["records"],
+                        },
+                        {**ImageJsonIn.model_json_schema(), "title": "One image (Ximilar)"},
+                    ]
                 }
             },
         }
@@ -127,17 +149,20 @@ def _store(
         labels=_labels(db, user, fields),
         meta_data=_meta(fields.get("meta_data")),
         test_image=_bool(fields.get("test_image", False)),
+        budget=request.app.state.vize.services.recognizer.budget,
     )
     if not up.created:
         for label in _labels(db, user, fields):
             images_service.add_label(db, up.image, label)
-    return up, image_out(up.image, base_url(request, settings))
+    return up, image_out(up.image, base_url(request, settings), image_links(request.app.state.vize))
 
 
 def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
+    # Worded so that Ximilar's client finds the id ("image" + one character + "ID" + two
+    # characters + the uuid) and sees "already exists".
     return {
         **image_json,
-        "detail": f"Image already exists: {image_json['id']}",
+        "detail": f"Training image ID: {image_json['id']} already exists.",
         "code": "already_exists",
     }
 
@@ -150,83 +175,106 @@ async def upload(
         return await _upload_batch(request, response, state, user, fields)
     upload_file = fields.get("img_path") or fields.get("file")
     if not isinstance(upload_file, UploadFile):
+        if "base64" in fields:  # one image as JSON, as Ximilar's client sends it
+            return await run_in_threadpool(_upload_base64, request, response, state, user, fields)
         raise InvalidInput(
-            "Send the image as multipart field 'img_path' (or JSON 'records').", code="required"
+            "Send the image as multipart field 'img_path', or JSON 'base64' or 'records'.",
+            code="required",
         )
     data = await upload_file.read(state.settings.max_upload_bytes + 1)
     if len(data) > state.settings.max_upload_bytes:
         raise PayloadTooLarge(
             f"Image is larger than {state.settings.max_upload_bytes // (1024 * 1024)} MB."
         )
+    name = upload_file.filename or ""
+    return await run_in_threadpool(_store_one, request, response, state, user, data, fields, name)
 
-    def work() -> dict[str, Any]:
-        name = upload_file.filename or ""
-        store = partial(_store, request, state.settings, user, data, fields, name)
-        up, out = images_service.store_upload(state.sessions, state.blobs, store)
-        if not up.created:
-            response.status_code = 200
-            return _duplicate_body(out)
-        state.services["after_upload"](user.id)
-        return out
 
-    return await run_in_threadpool(work)
+def _upload_base64(
+    request: Request, response: Response, state: AppState, user: User, fields: dict[str, Any]
+) -> dict[str, Any]:
+    if not isinstance(fields["base64"], str) or not fields["base64"]:
+        raise InvalidInput("'base64' must be the image as a base64 string.", code="invalid_base64")
+    data = record_bytes({"_base64": fields["base64"]}, state.settings)
+    return _store_one(request, response, state, user, data, fields, "")
+
+
+def _store_one(
+    request: Request,
+    response: Response,
+    state: AppState,
+    user: User,
+    data: bytes,
+    fields: dict[str, Any],
+    name: str,
+) -> dict[str, Any]:
+    store = partial(_store, request, state.settings, user, data, fields, name)
+    up, out = images_service.store_upload(state.sessions, state.blobs, store)
+    if not up.created:
+        response.status_code = 200
+        return _duplicate_body(out)
+    state.services.after_upload(user.id)
+    return out
 
 
 async def _upload_batch(
     request: Request, response: Response, state: State, user: User, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    records = fields["records"]
-    if not isinstance(records, list) or not records:
-        raise InvalidInput("'records' must be a non-empty list.", code="invalid_records")
-    if len(records) > MAX_BATCH:
-        raise InvalidInput(f"At most {MAX_BATCH} records per request.", code="too_many_records")
-    results = [await run_in_threadpool(_one_record, request, state, user, r) for r in records]
+    records = batch.check_records(fields["records"], MAX_BATCH)
+    budget = state.services.fetcher.budget(state.settings, user.id)  # one for the request
+    results = [
+        await run_in_threadpool(_one_record, request, state, user, r, budget) for r in records
+    ]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
-        state.services["after_upload"](user.id)
-    failed = sum(1 for r in results if r["_status"]["code"] >= 400)
+        state.services.after_upload(user.id)
     response.status_code = 200
-    return {
-        "records": results,
-        "status": {"code": 200, "text": "OK" if not failed else f"{failed} record(s) failed"},
-    }
+    return batch.envelope(results)
 
 
-def _one_record(request: Request, state: Any, user: User, record: Any) -> dict[str, Any]:
+def _one_record(
+    request: Request, state: AppState, user: User, record: Any, budget: FetchBudget
+) -> dict[str, Any]:
     """One record, one transaction: its failure is reported in place and touches no other."""
     settings: Settings = state.settings
-    echo = {k: v for k, v in record.items() if k != "_base64"} if isinstance(record, dict) else {}
+    echo, bad = echoable(batch.echo(record))  # before the fetch: the answer must be encodable
     try:
-        if not isinstance(record, dict):
-            raise InvalidInput("Each record must be a JSON object.", code="invalid_record")
-        data = record_bytes(record, settings)
+        checked = batch.check_record(record)
+        if bad is not None:
+            raise bad
+        data = record_bytes(checked, settings, budget)
         name = str(record.get("file_name", ""))
         store = partial(_store, request, settings, user, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if up.created:
-            return {**echo, **out, "_status": {"code": 201, "text": "Created"}}
-        return {**echo, **_duplicate_body(out), "_status": {"code": 200, "text": out["id"]}}
+            return {**echo, **out, "_status": batch.ok_status("Created", 201)}
+        return {**echo, **_duplicate_body(out), "_status": batch.ok_status(out["id"])}
     except VizeError as exc:
-        return {**echo, "_status": {"code": exc.status, "text": exc.detail, "error": exc.code}}
+        return {**echo, "_status": batch.error_status(exc)}
 
 
-@router.get("/", summary="List training images (?task=, ?label=, ?test=)")
+@router.get("/", summary="List training images (?task=, ?labels=, ?not_labels=, ?test=, ?real=)")
 def list_images(
     request: Request,
     db: DB,
     user: CurrentUser,
     settings: SettingsDep,
+    links: Links,
     paging: PagingDep,
     task: str | None = None,
     # Lists: ?labels=a&labels=b works like ?labels=a,b (images carrying all of them).
     label: Annotated[list[str] | None, Query()] = None,
     labels: Annotated[list[str] | None, Query()] = None,
+    # Images carrying none of these (Ximilar's label.get_training_images(not_label=True)).
+    not_labels: Annotated[list[str] | None, Query()] = None,
     test: bool | None = None,
+    real: bool | None = None,
     search: str | None = None,
 ) -> dict[str, Any]:
     task_id = tasks_service.get_task(db, user, task).id if task else None
     label_ids = [labels_service.get_label(db, user, lid).id for lid in _as_list(label)]
     label_ids += [labels_service.get_label(db, user, lid).id for lid in _as_list(labels)]
+    not_ids = [labels_service.get_label(db, user, lid).id for lid in _as_list(not_labels)]
     page = images_service.list_images(
         db,
         user,
@@ -234,20 +282,52 @@ def list_images(
         paging.page_size,
         task_id=task_id,
         label_ids=label_ids,
+        not_label_ids=not_ids,
         test=test,
+        real=real,
         search=search,
     )
     root = base_url(request, settings)
-    items = [image_out(img, root) for img in page.items]
+    items = [image_out(img, root, links) for img in page.items]
     return page_out(request, page, paging.page, paging.page_size, items)
+
+
+@router.post(
+    "/update/",
+    summary="Change many images at once (Ximilar's modify_images)",
+    openapi_extra=body_doc(ImagesUpdateIn),
+)
+def update_images(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
+    ask = _parse(ImagesUpdateIn, fields)
+    if not ask.images and not ask.labels:
+        raise InvalidInput("Send 'images' (ids) or 'labels' (a filter).", code="required")
+    if (ask.mark_test and ask.unmark_test) or (ask.mark_real and ask.unmark_real):
+        raise InvalidInput("Mark and unmark the same flag at once?", code="invalid")
+    change = images_service.BulkChange(
+        add=[labels_service.get_label(db, user, lid) for lid in ask.labels_add],
+        remove=[labels_service.get_label(db, user, lid) for lid in ask.labels_remove],
+        test=True if ask.mark_test else (False if ask.unmark_test else None),
+        real=True if ask.mark_real else (False if ask.unmark_real else None),
+    )
+    images = [images_service.get_image(db, user, iid) for iid in dict.fromkeys(ask.images)]
+    filter_ids = [labels_service.get_label(db, user, lid).id for lid in ask.labels]
+    count = images_service.bulk_update(db, user, images, filter_ids, change)
+    return {"status": "OK", "count": count}
+
+
+def _parse(model: Any, fields: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(fields)
+    except ValueError as exc:
+        raise InvalidInput(f"Invalid input: {exc}", code="invalid") from exc
 
 
 @router.get("/{image_id}/", summary="Retrieve a training image")
 def get_image(
-    image_id: str, request: Request, db: DB, user: CurrentUser, settings: SettingsDep
+    image_id: str, request: Request, db: DB, user: CurrentUser, settings: SettingsDep, links: Links
 ) -> dict[str, Any]:
     image = images_service.get_image(db, user, image_id)
-    return image_out(image, base_url(request, settings))
+    return image_out(image, base_url(request, settings), links)
 
 
 @router.api_route(
@@ -262,15 +342,17 @@ def update_image(
     db: DB,
     user: CurrentUser,
     settings: SettingsDep,
+    links: Links,
     fields: Fields,
 ) -> dict[str, Any]:
     image = images_service.get_image(db, user, image_id)
     if "meta_data" in fields:
         fields["meta_data"] = _meta(fields["meta_data"])
-    if "test_image" in fields:
-        fields["test_image"] = _bool(fields["test_image"])
+    for flag in ("test_image", "real"):
+        if flag in fields:
+            fields[flag] = _bool(fields[flag])
     image = images_service.update_image(db, image, fields)
-    return image_out(image, base_url(request, settings))
+    return image_out(image, base_url(request, settings), links)
 
 
 @router.delete("/{image_id}/", status_code=204, summary="Delete a training image")
@@ -288,22 +370,42 @@ def _label_op(
     user: User,
     settings: Settings,
     fields: dict[str, Any],
-    add: bool,
+    op: str,
 ) -> dict[str, Any]:
     image = images_service.get_image(db, user, image_id)
     label_id = fields.get("label_id") or fields.get("label")
     if not label_id:
         raise InvalidInput("Field 'label_id' is required.", code="required")
     label = labels_service.get_label(db, user, label_id)
-    op = images_service.add_label if add else images_service.remove_label
-    return image_out(op(db, image, label), base_url(request, settings))
+    if op == "remove":
+        image = images_service.remove_label(db, image, label)
+    elif op == "update":
+        image = images_service.set_label_value(db, image, label, _value(fields.get("value")))
+    else:
+        image = images_service.add_label(db, image, label)
+        if fields.get("value") is not None:
+            image = images_service.set_label_value(db, image, label, _value(fields["value"]))
+    links = image_links(request.app.state.vize)
+    return image_out(image, base_url(request, settings), links)
+
+
+def _value(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        raise InvalidInput("'value' must be a finite number.", code="invalid_value")
+    return number
 
 
 @router.api_route(
     "/{image_id}/add-label/",
     methods=["POST", "DELETE"],
     summary="Add a label",
-    openapi_extra=body_doc(LabelIdIn),
+    openapi_extra=body_doc(LabelValueIn),
 )
 def add_label(
     image_id: str,
@@ -314,7 +416,7 @@ def add_label(
     fields: Fields,
 ) -> dict[str, Any]:
     # DELETE is accepted too: the Vize docs' Python sample sends add-label with DELETE.
-    return _label_op(image_id, request, db, user, settings, fields, add=True)
+    return _label_op(image_id, request, db, user, settings, fields, "add")
 
 
 @router.post(
@@ -328,11 +430,26 @@ def remove_label(
     settings: SettingsDep,
     fields: Fields,
 ) -> dict[str, Any]:
-    return _label_op(image_id, request, db, user, settings, fields, add=False)
+    return _label_op(image_id, request, db, user, settings, fields, "remove")
 
 
-def _serve(db: DB, blobs: Blobs, user: User, image_id: str, thumb: bool) -> Response:
-    image = images_service.get_image(db, user, image_id)
+@router.post(
+    "/{image_id}/update-label/",
+    summary="Set the value of a label on the image",
+    openapi_extra=body_doc(LabelValueIn),
+)
+def update_label(
+    image_id: str,
+    request: Request,
+    db: DB,
+    user: CurrentUser,
+    settings: SettingsDep,
+    fields: Fields,
+) -> dict[str, Any]:
+    return _label_op(image_id, request, db, user, settings, fields, "update")
+
+
+def _serve(db: Session, blobs: BlobStore, image: Image, thumb: bool) -> Response:
     key = image.thumb_key if thumb else image.blob_key
     try:
         data = blobs.get(key)
@@ -347,11 +464,27 @@ def _serve(db: DB, blobs: Blobs, user: User, image_id: str, thumb: bool) -> Resp
     )
 
 
-@router.get("/{image_id}/file/", summary="The image itself (owner only)")
-def image_file(image_id: str, db: DB, blobs: Blobs, user: CurrentUser) -> Response:
-    return _serve(db, blobs, user, image_id, thumb=False)
+def _serve_file(
+    request: Request, state: AppState, image_id: str, kind: Kind, sig: str | None
+) -> Response:
+    """With a valid signature for this image and kind: to anyone holding the link (its
+    ``img_path``). Without one: to its owner, authenticated as for any API call."""
+    links: ImageLinks = image_links(state)
+    with state.sessions() as db:
+        if sig and links.valid(sig, image_id, kind):
+            image = db.get(Image, image_id)
+            if image is None:
+                raise NotFound("Training image not found.")
+        else:
+            image = images_service.get_image(db, authenticate(request, state, db), image_id)
+        return _serve(db, state.blobs, image, thumb=kind == "thumb")
 
 
-@router.get("/{image_id}/thumb/", summary="A thumbnail (owner only)")
-def image_thumb(image_id: str, db: DB, blobs: Blobs, user: CurrentUser) -> Response:
-    return _serve(db, blobs, user, image_id, thumb=True)
+@router.get("/{image_id}/file/", summary="The image itself (signed link, or its owner)")
+def image_file(image_id: str, request: Request, state: State, sig: str | None = None) -> Response:
+    return _serve_file(request, state, image_id, "file", sig)
+
+
+@router.get("/{image_id}/thumb/", summary="A thumbnail (signed link, or its owner)")
+def image_thumb(image_id: str, request: Request, state: State, sig: str | None = None) -> Response:
+    return _serve_file(request, state, image_id, "thumb", sig)

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, Fields, PagingDep
+from vize.api.deps import DB, CurrentUser, Fields, PagingDep, State
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import LabelIn, TaskIdIn, label_out, page_out
 from vize.db.tables import Label
 from vize.errors import InvalidInput
+from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
 
@@ -18,7 +19,7 @@ router = SlashRouter(prefix="/label", tags=["labels"])
 
 
 def _out(db: DB, label: Label) -> dict[str, Any]:
-    return label_out(label, labels_service.counts(db, [label.id]))
+    return label_out(label, labels_service.counts(db, [label.id]), full=True)
 
 
 @router.get("/", summary="List your labels (filter with ?task=)")
@@ -33,7 +34,7 @@ def list_labels(
     task_obj = tasks_service.get_task(db, user, task) if task else None
     page = labels_service.list_labels(db, user, paging.offset, paging.page_size, task_obj, search)
     counts = labels_service.counts(db, [lbl.id for lbl in page.items])
-    items = [label_out(lbl, counts) for lbl in page.items]
+    items = [label_out(lbl, counts, full=True) for lbl in page.items]
     return page_out(request, page, paging.page, paging.page_size, items)
 
 
@@ -69,6 +70,17 @@ def delete_label(label_id: str, db: DB, user: CurrentUser) -> Response:
     return Response(status_code=204)
 
 
+@router.delete(
+    "/{label_id}/wipe/", status_code=204, summary="Delete the label and every image carrying it"
+)
+def wipe_label(label_id: str, state: State, user: CurrentUser) -> Response:
+    with state.sessions.begin() as db:
+        label = labels_service.get_label(db, user, label_id)
+        keys = labels_service.wipe_label(db, label)
+    images_service.purge_unused_blobs(state.sessions, state.blobs, keys)
+    return Response(status_code=204)
+
+
 def _task_from(db: DB, user: CurrentUser, fields: dict[str, Any]) -> Any:
     task_id = fields.get("task_id") or fields.get("task")
     if not task_id:
@@ -79,7 +91,7 @@ def _task_from(db: DB, user: CurrentUser, fields: dict[str, Any]) -> Any:
 @router.post("/{label_id}/add-task/", summary="Attach to a task", openapi_extra=body_doc(TaskIdIn))
 def add_task(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     label = labels_service.get_label(db, user, label_id)
-    tasks_service.add_label(db, user, _task_from(db, user, fields), label)
+    tasks_service.add_label(db, _task_from(db, user, fields), label)
     return _out(db, label)
 
 
@@ -88,5 +100,5 @@ def add_task(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[s
 )
 def remove_task(label_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     label = labels_service.get_label(db, user, label_id)
-    tasks_service.remove_label(db, user, _task_from(db, user, fields), label)
+    tasks_service.remove_label(db, _task_from(db, user, fields), label)
     return _out(db, label)

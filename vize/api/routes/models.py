@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, PagingDep
+from vize.api.deps import DB, CurrentUser, PagingDep, State
 from vize.api.routing import SlashRouter
 from vize.api.schemas import model_out, page_out
 from vize.services import models as models_service
@@ -29,3 +30,15 @@ def list_models(
 @router.get("/{model_id}/", summary="A model version with its metrics")
 def get_model(model_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
     return model_out(models_service.get_model(db, user, model_id))
+
+
+@router.delete("/{model_id}/", status_code=204, summary="Remove a model version")
+def delete_model(model_id: str, state: State, user: CurrentUser) -> Response:
+    with state.sessions.begin() as db:
+        key = models_service.delete_model(db, models_service.get_model(db, user, model_id))
+    if key:
+        try:
+            state.blobs.delete(key)
+        except Exception:  # the orphan sweep removes what is left
+            logging.getLogger("vize.storage").exception("could not remove %s", key)
+    return Response(status_code=204)

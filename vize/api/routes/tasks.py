@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Query, Request, Response
+from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, Fields, PagingDep
+from vize.api.deps import DB, CurrentUser, Fields, PagingDep, State
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import LabelIdIn, TaskIn, TaskPatch, page_out, task_out
 from vize.errors import InvalidInput
@@ -58,12 +58,14 @@ def get_task(task_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
 )
 def update_task(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     task = tasks_service.get_task(db, user, task_id)
-    return _out(db, tasks_service.update_task(db, user, task, fields))
+    return _out(db, tasks_service.update_task(db, task, fields))
 
 
 @router.delete("/{task_id}/", status_code=204, summary="Delete a task")
-def delete_task(task_id: str, db: DB, user: CurrentUser) -> Response:
-    tasks_service.delete_task(db, tasks_service.get_task(db, user, task_id))
+def delete_task(task_id: str, state: State, user: CurrentUser) -> Response:
+    with state.sessions.begin() as db:  # committed before its files go
+        keys = tasks_service.delete_task(db, tasks_service.get_task(db, user, task_id))
+    tasks_service.purge_model_files(state.sessions, state.blobs, keys)
     return Response(status_code=204)
 
 
@@ -77,7 +79,7 @@ def _label_from(db: DB, user: CurrentUser, fields: dict[str, Any]) -> Any:
 @router.post("/{task_id}/add-label/", summary="Attach a label", openapi_extra=body_doc(LabelIdIn))
 def add_label(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     task = tasks_service.get_task(db, user, task_id)
-    task = tasks_service.add_label(db, user, task, _label_from(db, user, fields))
+    task = tasks_service.add_label(db, task, _label_from(db, user, fields))
     return _out(db, task)
 
 
@@ -86,13 +88,17 @@ def add_label(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[s
 )
 def remove_label(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
     task = tasks_service.get_task(db, user, task_id)
-    task = tasks_service.remove_label(db, user, task, _label_from(db, user, fields))
+    task = tasks_service.remove_label(db, task, _label_from(db, user, fields))
     return _out(db, task)
 
 
-@router.get("/{task_id}/labels/", summary="Labels of a task with image counts")
+@router.get("/{task_id}/labels/", summary="Labels of a task with image counts (?search=)")
 def task_labels(
-    task_id: str, db: DB, user: CurrentUser, q: str | None = Query(None, alias="search")
+    task_id: str, db: DB, user: CurrentUser, search: str | None = None
 ) -> list[dict[str, Any]]:
     task = tasks_service.get_task(db, user, task_id)
-    return _out(db, task)["labels"]
+    labels: list[dict[str, Any]] = _out(db, task)["labels"]
+    if search:  # the name contains it, case aside (like ?search= of the label list)
+        wanted = search.casefold()
+        labels = [lbl for lbl in labels if wanted in str(lbl["name"]).casefold()]
+    return labels

@@ -6,13 +6,14 @@ from typing import Any
 
 from fastapi import Request
 
-from vize.api.deps import DB, CurrentUser, State, get_state
+from vize.api.deps import DB, CurrentUser, RunnerDep, State
 from vize.api.routing import SlashRouter
 from vize.api.schemas import iso, model_out
 from vize.db.tables import Job
 from vize.errors import Unauthorized
 from vize.services import tasks as tasks_service
 from vize.services import training
+from vize.services.common import get_owned
 
 router = SlashRouter(tags=["training"])
 
@@ -40,7 +41,9 @@ def job_out(job: Job) -> dict[str, Any]:
     status_code=202,
     summary="Start training the task's next model version",
 )
-def train(task_id: str, request: Request, state: State, user: CurrentUser) -> dict[str, Any]:
+def train(
+    task_id: str, request: Request, state: State, runner: RunnerDep, user: CurrentUser
+) -> dict[str, Any]:
     # GET is accepted because the Vize docs' Python sample starts training with GET; only
     # with a token, never a cookie, so a link in another page cannot start a training.
     if request.method == "GET" and not request.headers.get("authorization"):
@@ -54,7 +57,7 @@ def train(task_id: str, request: Request, state: State, user: CurrentUser) -> di
             "job_id": job.id,
             "model": model_out(model),
         }
-    state.services["runner"].submit(job.id)
+    runner.submit(job.id)
     return body
 
 
@@ -65,9 +68,4 @@ def training_status(task_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
 
 @router.get("/job/{job_id}/", summary="A background job")
 def get_job(job_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
-    from vize.services.common import get_owned
-
     return job_out(get_owned(db, Job, job_id, user.id, "Job"))
-
-
-__all__ = ["get_state", "router"]

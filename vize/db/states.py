@@ -1,0 +1,29 @@
+"""The states a job and a model's training go through, as stored in the database."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobKind(StrEnum):
+    TRAIN = "train"
+    EMBED = "embed"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+
+
+class TrainStatus(StrEnum):
+    """``Model.train_status``; ``Task.last_train_status`` too ("" before the first one)."""
+
+    QUEUED = "queued"
+    TRAINING = "training"
+    TRAINED = "trained"
+    FAILED = "failed"

@@ -1,0 +1,143 @@
+"""The embedding cache: each image's backbone vectors, computed once and kept in the database,
+and the ``embed`` job that fills it for new uploads so a training starts warm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from vize.db.tables import Embedding, Image, Job
+from vize.services.context import JobContext, ProgressFn
+from vize.services.fairpool import Priority
+from vize.services.recognition import Recognizer, cached_embeddings
+from vize.storage import BlobStore
+
+EMBED_BATCH = 8
+
+
+@dataclass
+class EmbeddingSet:
+    """Embeddings for a list of images: per backbone, per view, rows in ``image_ids`` order."""
+
+    image_ids: list[str]
+    vectors: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)  # deleted meanwhile: no file to embed
+
+
+def ensure_embeddings(
+    sessions: Any,
+    blobs: BlobStore,
+    recognizer: Recognizer,
+    images: list[tuple[str, str]],
+    views: tuple[str, ...],
+    progress: ProgressFn | None = None,
+) -> EmbeddingSet:
+    """Embed every (image id, blob key) not cached yet, in batches; return all vectors."""
+    ids = [image_id for image_id, _ in images]
+    keys = dict(images)
+    with sessions() as db:
+        have = {
+            (bb, view): cached_embeddings(db, ids, bb, view)
+            for bb in recognizer.backbones
+            for view in views
+        }
+    missing = [i for i in ids if any(i not in have[k] for k in have)]
+    chunks = [missing[s : s + EMBED_BATCH] for s in range(0, len(missing), EMBED_BATCH)]
+    # Chunks run in the recognizer's bounded pool: every core works on a training, and a
+    # classification request waits for at most one chunk, not for the whole training.
+    futures = [
+        recognizer.pool.submit_for(
+            "embedding",
+            Priority.BACKGROUND,  # classification goes first
+            _embed_chunk,
+            blobs,
+            recognizer,
+            [(i, keys[i]) for i in c],
+            views,
+        )
+        for c in chunks
+    ]
+    done = 0
+    try:
+        for chunk, future in zip(chunks, futures, strict=True):
+            new = future.result()
+            _store_vectors(sessions, new)
+            for (image_id, bb, view), vec in new.items():
+                have[(bb, view)][image_id] = vec
+            done += len(chunk)
+            if progress:
+                progress(done / len(missing), f"Embedded {done} of {len(missing)} new images")
+    finally:
+        for future in futures:
+            future.cancel()
+    gone = [i for i in missing if any(i not in cache for cache in have.values())]
+    if gone:
+        dropped = set(gone)
+        ids = [i for i in ids if i not in dropped]
+    if recognizer.on_embeddings is not None:  # the metrics' cache hits and misses
+        recognizer.on_embeddings(len(images) - len(missing), len(missing))
+    out = EmbeddingSet(ids, gone=gone)
+    for key, cache in have.items():
+        out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
+    return out
+
+
+def _embed_chunk(
+    blobs: BlobStore, recognizer: Recognizer, chunk: list[tuple[str, str]], views: tuple[str, ...]
+) -> dict[tuple[str, str, str], np.ndarray]:
+    present, prepared = [], []
+    for image_id, key in chunk:
+        try:
+            data = blobs.get(key)
+        except KeyError:  # the image was deleted after the training collected it
+            continue
+        present.append(image_id)
+        prepared.append(recognizer.prepare(data))
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    if not prepared:
+        return out
+    for view in views:
+        emb = recognizer.embed_prepared(prepared, flip=view == "flip")
+        for bb, matrix in emb.items():
+            for image_id, vec in zip(present, matrix, strict=True):
+                out[(image_id, bb, view)] = vec.astype(np.float32)
+    return out
+
+
+def _store_vectors(sessions: Any, new: dict[tuple[str, str, str], np.ndarray]) -> None:
+    """One multi-row INSERT; rows another worker stored meanwhile are kept as they are."""
+    rows = [
+        {"image_id": i, "backbone": bb, "view": view, "vector": vec.tobytes()}
+        for (i, bb, view), vec in new.items()
+    ]
+    with sessions() as db:
+        insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(Embedding).values(rows).on_conflict_do_nothing()
+        try:
+            db.execute(stmt)
+            db.commit()
+        except IntegrityError:  # an image deleted meanwhile: its vectors are not needed
+            db.rollback()
+
+
+def embed_new(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
+    """The ``embed`` job: embed the owner's images that have no cached vector yet."""
+    first = ctx.recognizer.backbones[0]
+    with ctx.sessions() as db:
+        cached = select(Embedding.image_id).where(
+            Embedding.backbone == first, Embedding.view == "orig"
+        )
+        rows = db.execute(
+            select(Image.id, Image.blob_key)
+            .where(Image.owner_id == job.owner_id, Image.id.not_in(cached))
+            .order_by(Image.created)
+        ).all()
+    images = [(image_id, key) for image_id, key in rows]
+    ensure_embeddings(ctx.sessions, ctx.blobs, ctx.recognizer, images, ctx.views, progress=progress)
+    return f"Embedded {len(images)} images."
