@@ -51,9 +51,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Created user {created[0]!r}; API token:\n{created[1]}", flush=True)
     from vize.observability.logs import configure_logging
 
+    app = create_app(settings)  # a configuration error stops here, before logging is changed
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
