@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from tests.helpers import token_user
 from tests.inprocess import AppClient, app_client
+from tests.s3server import S3Server, moto_server
 from vize.app import create_app
 from vize.config import Settings
 from vize.db.engine import normalize_url
@@ -55,6 +56,14 @@ def pg_database() -> Iterator[str | None]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server on loopback for the whole session; a test that needs it and cannot
+    start it errors (no skip)."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
 
 
 def _truncate(url: str) -> None:

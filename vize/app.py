@@ -24,12 +24,15 @@ from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
 from vize.errors import install_error_handlers
 from vize.jobs.setup import build_context, make_runner, queue_embedding
+from vize.observability.http import install_operations
+from vize.observability.lifecycle import start_operations
+from vize.observability.metrics import Metrics
 from vize.services.classify import Classifier
 from vize.services.fetch import UrlFetcher
 from vize.services.limits import Counter, Limiter
-from vize.services.orphans import sweep_orphans
+from vize.services.orphans import OrphanSweeper
 from vize.services.recognition import Recognizer, check_backbones
-from vize.storage import LocalBlobStore
+from vize.storage import open_blob_store
 
 API_PREFIXES = ("/v2", "/recognition/v2")
 Extension = Callable[[FastAPI, AppState], Any]
@@ -70,18 +73,21 @@ def create_app(
         state = AppState(
             settings=settings,
             sessions=make_sessionmaker(engine),
-            blobs=LocalBlobStore(settings.blob_dir),
+            blobs=open_blob_store(settings),
             signer=URLSafeTimedSerializer(load_secret(settings), salt="vize-session"),
         )
         app.state.vize = state
-        # Before serving: no upload of ours is in flight yet.
-        sweep_orphans(state.sessions, state.blobs, settings.orphan_grace_seconds)
+        # No orphan sweep here: the background sweeper (start_operations) runs one right
+        # after start, off the start-up path, and one node at a time.
         closers = [closer for hook in hooks if (closer := hook(app, state)) is not None]
         with ExitStack() as stack:
             stack.callback(engine.dispose)
             for closer in closers:
                 stack.callback(closer)
             state.services = build_services(state, stack)
+            # Registered last, so it stops first: the sweeper, and the running jobs handed
+            # back before the runner is stopped.
+            stack.callback(start_operations(state))
             yield
 
     app = FastAPI(
@@ -94,6 +100,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_request_gate(app, settings, authenticate_scope)
+    install_operations(app, settings)  # outermost: request ids, logs, metrics, health
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
@@ -133,6 +140,9 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
         warm.start()
         stack.callback(warm.join)
     fetcher = UrlFetcher(settings)
+    metrics = Metrics(state.sessions, recognizer.pool.queued)
+    # Counted where the embedding happens: trainings and embed jobs of this process.
+    recognizer.on_embeddings = metrics.observe_embeddings
     return Services(
         counter=counter,
         limiter=limiter,
@@ -146,6 +156,10 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
             else _nothing
         ),
         fetcher=fetcher,
+        metrics=metrics,
+        sweeper=(
+            OrphanSweeper(state.sessions, state.blobs, settings) if settings.orphan_sweep else None
+        ),
     )
 
 

@@ -49,11 +49,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Vize {url}  (API docs {url}/docs, web UI {url}/)", flush=True)
     if created:
         print(f"Created user {created[0]!r}; API token:\n{created[1]}", flush=True)
+    from vize.observability.logs import configure_logging
+
+    app = create_app(settings)  # a configuration error stops here, before logging is changed
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=None,  # ours above (VIZE_LOG_FORMAT), not uvicorn's
         timeout_graceful_shutdown=20,
         # Forwarded headers (client address, scheme) only from the configured proxies; the
         # app applies the same rule to X-Forwarded-For for the limits (vize.services.limits).
@@ -131,6 +136,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
+    from vize.observability.logs import use_our_logging_in_celery
+
+    use_our_logging_in_celery(settings.log_format, args.loglevel or settings.log_level)
     run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
 

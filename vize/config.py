@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vize.services.invites import SignupMode
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     broker_url: str = Field("", description="Redis URL; set it to run jobs on Celery workers.")
     storage_dir: Path | None = Field(
         None, description="Blob store folder (images, models); default data_dir/blobs."
+    )
+    storage_url: str = Field(
+        "",
+        description="s3://bucket/prefix: blobs in S3-compatible object storage (AWS_* variables "
+        "give endpoint, region, credentials); empty = the storage_dir folder.",
     )
     onnx_dir: Path | None = Field(
         None,
@@ -101,8 +107,36 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, description="Run jobs in a thread of the server.")
     orphan_grace_seconds: float = Field(
         3600.0,
-        description="Age after which a stored file no row references is deleted at start-up.",
+        description="Age after which a stored file no row references is deleted by the sweep.",
     )
+    orphan_sweep_interval_seconds: float = Field(
+        3600.0,
+        description="The background orphan sweep runs right after start, then about this often "
+        "(one node at a time); 0 = only once after start.",
+    )
+    orphan_sweep: bool = Field(True, description="Run the background orphan sweep on this node.")
+
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text or as one JSON object per line."
+    )
+    log_level: str = Field("INFO", description="Lowest level logged (DEBUG, INFO, WARNING...).")
+    metrics_token: str = Field(
+        "", description="Bearer token that may read /metrics (empty: no token accepted)."
+    )
+    metrics_allow: list[str] = Field(
+        default_factory=list,
+        description="Client networks that may read /metrics without a token (JSON list, e.g. "
+        '["127.0.0.1/32", "10.0.0.0/8"]); with neither set /metrics is 404.',
+    )
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if value:
+            from vize.storage.s3 import parse_s3_url
+
+            parse_s3_url(value)  # a typo fails at start, not on the first upload
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

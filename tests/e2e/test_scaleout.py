@@ -6,6 +6,7 @@ start another, and the training completes as the same version with no duplicate.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import signal
@@ -23,7 +24,9 @@ from sqlalchemy.engine import make_url
 
 from tests.e2e.procs import create_user, serve, stop, vize
 from tests.helpers import image, images
+from tests.s3server import S3Server
 from vize.db.engine import normalize_url
+from vize.storage.s3 import S3BlobStore
 
 pytestmark = pytest.mark.e2e
 PG = os.environ.get("VIZE_E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -133,3 +136,87 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
             c.close()
         for p in procs:
             stop(p)
+
+
+def test_separate_hosts_share_only_database_broker_and_bucket(
+    cluster_env: dict[str, str], s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Issue 19: every process has its own data dir (as on its own machine); images, model
+    heads and thumbnails live in the S3 bucket only. Upload through one replica, train on the
+    worker, read and classify through the other. Then stop the worker (SIGTERM) mid-training:
+    it hands the job back at once, and a worker on another "machine" finishes it."""
+    log = tmp_path / "procs.log"
+    bucket = s3_server.new_bucket()
+    shared = {**cluster_env, **s3_server.env(), "VIZE_STORAGE_URL": f"s3://{bucket}/vize",
+              # Trainings that embed every image, flipped too: long enough to stop mid-way.
+              "VIZE_EMBED_ON_UPLOAD": "false", "VIZE_FLIP_AUGMENT": "true"}  # fmt: skip
+
+    def host(name: str) -> dict[str, str]:
+        return {**shared, "VIZE_DATA_DIR": str(tmp_path / name)}
+
+    token = create_user(host("admin"), "dora")
+    procs = []
+    clients: list[httpx.Client] = []
+    try:
+        worker_log = tmp_path / "worker.log"
+        worker = vize(["worker"], {**host("worker"), "VIZE_LOG_FORMAT": "json"}, worker_log)
+        procs.append(worker)
+        a, url_a = serve(host("replica-a"), log)
+        b_log = tmp_path / "replica-b.log"
+        b, url_b = serve({**host("replica-b"), "VIZE_LOG_FORMAT": "json"}, b_log)
+        procs += [a, b]
+        headers = {"Authorization": f"Token {token}"}
+        ca = httpx.Client(base_url=url_a, headers=headers, timeout=60)
+        cb = httpx.Client(base_url=url_b, headers=headers, timeout=60)
+        clients += [ca, cb]
+        for c in (ca, cb):
+            ready = c.get("/health/ready")
+            assert ready.status_code == 200, ready.text
+            assert set(ready.json()["checks"]) == {"database", "storage", "models", "broker"}
+        task_id, labels = _setup(ca, per_label=10)
+        assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
+        assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
+        frog = image("frog", 90).read_bytes()
+        img = base64.b64encode(frog).decode()
+        r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["records"][0]["best_label"]["name"] == "frog"
+        first = ca.get("/v2/training-image/", params={"page_size": 1}).json()["results"][0]
+        assert cb.get(first["img_path"]).status_code == 200  # written by A, read by B
+
+        frogs = images("frog", 10, 60)
+        for f in frogs:
+            r = ca.post("/v2/training-image/", data={"labels": labels["frog"]},
+                        files={"img_path": (f.name, f.read_bytes(), "image/png")})  # fmt: skip
+            assert r.status_code == 201, r.text
+        job_id = ca.post(f"/v2/task/{task_id}/train/").json()["job_id"]
+        _wait(ca, task_id, ("running",), 60)
+        worker.send_signal(signal.SIGTERM)  # graceful: what systemd or Kubernetes sends
+        worker.wait(60)
+        job = ca.get(f"/v2/job/{job_id}/").json()
+        assert (job["state"], job["attempts"]) == ("queued", 0), job  # back in the queue now
+        procs.append(vize(["worker"], host("worker-2"), log))
+        assert _wait(cb, task_id, ("succeeded", "failed"), 240)["state"] == "succeeded"
+        job = cb.get(f"/v2/job/{job_id}/").json()
+        assert (job["state"], job["attempts"]) == ("succeeded", 1), job
+        versions = [m["version"] for m in cb.get(f"/v2/model/?task={task_id}").json()["results"]]
+        assert versions == [2, 1]
+    finally:
+        for c in clients:
+            c.close()
+        for p in procs:
+            stop(p)
+    events = [json.loads(x) for x in worker_log.read_text().splitlines() if x.startswith("{")]
+    trained = [e for e in events if e.get("event") == "job" and e.get("job_kind") == "train"]
+    assert [e["job_state"] for e in trained] == ["started", "succeeded", "started", "lost"]
+    assert any(e.get("job_state") == "handed_back" and e["job_id"] == job_id for e in events)
+    lines = [json.loads(x) for x in b_log.read_text().splitlines() if x.startswith("{")]
+    served = [x for x in lines if x.get("event") == "request" and x["route"] == "/v2/classify"]
+    assert served and served[0]["status"] == 200 and served[0]["user_id"]  # the replica's log
+    stored = {k for k, _ in S3BlobStore.from_url(f"s3://{bucket}/vize",
+                                                 **s3_server.client_kwargs()).scan()}  # fmt: skip
+    assert sum(k.startswith("images/") for k in stored) == 20 + len(frogs)
+    assert sum(k.startswith("models/") for k in stored) == 2
+    for name in ("worker", "replica-a", "replica-b"):  # nothing stored on any "machine"
+        blobs = tmp_path / name / "blobs"
+        assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))

@@ -28,6 +28,8 @@ from vize.web.routing import WebRoute
 
 UUID = "0a8c8186-aee8-47c8-9eaf-348103feb14d"
 PUBLIC_API = {"/health", "/recognition/swagger", "/recognition/swagger/"}
+PROBES = {"/health/live", "/health/ready"}  # public: load balancers and orchestrators
+OPERATOR = {"/metrics"}  # its own access rule: 404 unless an operator's token or network
 DOCS = {"/docs", "/docs/oauth2-redirect", "/openapi.json"}
 PUBLIC_PAGES = {"/login", "/signup"}  # GET; every other page needs a session
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
@@ -53,7 +55,7 @@ def routes(app: FastAPI) -> list[tuple[str, str, Any]]:
 def api_routes(app: FastAPI) -> list[tuple[str, str]]:
     out = []
     for method, path, route in routes(app):
-        if isinstance(route, WebRoute) or path in PUBLIC_API:
+        if isinstance(route, WebRoute) or path in PUBLIC_API | PROBES | OPERATOR:
             continue
         if isinstance(route, APIRoute):
             out.append((method, path))
@@ -95,13 +97,19 @@ def test_every_api_endpoint_requires_authentication(client: AppClient, alice: di
             assert r.headers["www-authenticate"] == "Token", (method, path)
 
 
-def test_only_health_and_docs_are_public(client: AppClient) -> None:
-    for path in ("/health", "/openapi.json", "/docs", "/recognition/swagger", "/static/vize.css"):
+def test_only_health_and_docs_are_public(client: AppClient, alice: dict) -> None:
+    for path in ("/health", "/openapi.json", "/docs", "/recognition/swagger", "/static/vize.css",
+                 *PROBES):  # fmt: skip
         assert client.get(path).status_code == 200, path
+    for path in OPERATOR:  # not public, and a user's API token is not an operator's
+        assert_error(client.get(path), 404, "not_found")
+        assert_error(client.get(path, headers=alice["headers"]), 404, "not_found")
+        bearer = {"Authorization": f"Bearer {alice['token']}"}
+        assert_error(client.get(path, headers=bearer), 404, "not_found")
     spec = client.get("/openapi.json").json()
     # Every operation of the published spec is one of the checked endpoints (nothing hidden).
     checked = {p for _, p in api_routes(client.transport.app)}  # type: ignore[attr-defined]
-    assert set(spec["paths"]) - {"/health"} <= checked
+    assert set(spec["paths"]) - {"/health"} - PROBES <= checked
 
 
 def test_pages_need_a_session(client: AppClient) -> None:
@@ -166,7 +174,7 @@ def test_lists_and_their_filters_hide_other_users(
     hb = bob["headers"]
     filtered = 0
     for method, path, route in routes(client.transport.app):  # type: ignore[attr-defined]
-        if method != "GET" or PARAM.search(path) or path in PUBLIC_API:
+        if method != "GET" or PARAM.search(path) or path in PUBLIC_API | PROBES | OPERATOR:
             continue
         if not isinstance(route, APIRoute) or isinstance(route, WebRoute):
             continue

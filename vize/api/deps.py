@@ -25,6 +25,7 @@ from vize.db.engine import session_scope
 from vize.db.tables import User
 from vize.errors import InvalidInput, Unauthorized, VizeError
 from vize.jobs.runners import JobRunner
+from vize.observability.metrics import Metrics
 from vize.services import sessions as sessions_service
 from vize.services import users as users_service
 from vize.services.classify import Classifier
@@ -38,6 +39,7 @@ from vize.services.limits import (
     parse_networks,
     record_auth_failure,
 )
+from vize.services.orphans import OrphanSweeper
 from vize.services.recognition import Recognizer
 from vize.services.workspaces import check_workspace
 from vize.storage import BlobStore
@@ -64,6 +66,8 @@ class Services:
     jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
     after_upload: Callable[[str], None]  # called with the owner's id after new images
     fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
+    metrics: Metrics  # this process's /metrics
+    sweeper: OrphanSweeper | None  # the background orphan sweep (VIZE_ORPHAN_SWEEP)
 
 
 @dataclass
@@ -202,6 +206,7 @@ def note_credential_failure(state: AppState, request: Request) -> None:
 
 def get_current_user(request: Request, state: State, db: DB) -> User:
     user = authenticate(request, state, db)
+    request.scope.setdefault("state", {})["vize_log_user_id"] = user.id  # the request's log line
     # End the lookup's transaction: its pooled connection goes back now, not when the request
     # ends. Routes that then open their own sessions (uploads, classify, training) would
     # otherwise hold two connections each, and under load every request would wait for a

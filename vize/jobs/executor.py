@@ -6,12 +6,14 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from enum import StrEnum
 
 from vize.db.tables import Job
 from vize.errors import VizeError
 from vize.jobs.handlers import HANDLERS, FailureHook
+from vize.observability.logs import log_job_event
 from vize.services import jobstore as store
 from vize.services.context import JobContext
 
@@ -88,19 +90,24 @@ def execute(ctx: JobContext, job_id: str, cancel: threading.Event | None = None)
         assert job is not None
         db.expunge(job)
     handler, on_failure = HANDLERS[job.kind]
+    started = time.monotonic()
+    log_job_event(job, "started", worker)
     try:
         with Progress(ctx, job_id, worker, cancel) as progress:
             message = handler(ctx, job, progress)
     except JobLost:
+        log_job_event(job, Outcome.LOST, worker, started)
         return Outcome.LOST
     except Exception as exc:
         error = exc.detail if isinstance(exc, VizeError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, VizeError):
             log.error("job %s (%s) failed:\n%s", job_id, job.kind, traceback.format_exc())
         record_failure(ctx, job, error, on_failure)
+        log_job_event(job, Outcome.FAILED, worker, started)
         return Outcome.FAILED
     with ctx.sessions.begin() as db:
-        store.finish(db, job_id, worker, message)
+        ours = store.finish(db, job_id, worker, message)
+    log_job_event(job, Outcome.SUCCEEDED if ours else Outcome.LOST, worker, started)
     return Outcome.SUCCEEDED
 
 

@@ -11,7 +11,7 @@ from vize.services import jobstore
 from vize.services.context import JobContext
 from vize.services.notify import Notifier
 from vize.services.recognition import Recognizer
-from vize.storage import BlobStore, LocalBlobStore
+from vize.storage import BlobStore, open_blob_store
 
 
 def build_context(
@@ -27,7 +27,7 @@ def build_context(
     return JobContext(
         settings=settings,
         sessions=sessions,
-        blobs=blobs or LocalBlobStore(settings.blob_dir),
+        blobs=blobs or open_blob_store(settings),
         recognizer=recognizer or Recognizer(settings, pool_size=max(1, settings.train_threads)),
         notifier=Notifier(settings, sessions),
     )

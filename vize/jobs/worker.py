@@ -7,12 +7,13 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from vize.config import Settings
 from vize.jobs.celery_app import RUN_JOB, make_celery
 from vize.jobs.executor import execute, reap
 from vize.jobs.setup import build_context
+from vize.observability.lifecycle import hand_back_jobs
 from vize.services.context import JobContext
 from vize.services.jobstore import HEARTBEAT_SECONDS
 
@@ -56,6 +57,11 @@ def run_worker(settings: Settings, concurrency: int = 1, loglevel: str = "INFO")
         stop.set()
         if reaper.is_alive():
             reaper.join()
+
+    @worker_shutting_down.connect
+    def _hand_back(**_: Any) -> None:
+        # Graceful shutdown: the running jobs go to another worker now, not after the reaper.
+        hand_back_jobs(ctx.sessions, lambda job_id: app.send_task(RUN_JOB, args=[job_id]))
 
     try:
         app.worker_main(

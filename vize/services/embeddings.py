@@ -85,6 +85,8 @@ def ensure_embeddings(
     if gone:
         dropped = set(gone)
         ids = [i for i in ids if i not in dropped]
+    if recognizer.on_embeddings is not None:  # the metrics' cache hits and misses
+        recognizer.on_embeddings(len(images) - len(missing), len(missing))
     out = EmbeddingSet(ids, gone=gone)
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))

@@ -64,12 +64,14 @@ def beat(
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
-def finish(db: Session, job_id: str, worker: str, message: str = "") -> None:
-    db.execute(
+def finish(db: Session, job_id: str, worker: str, message: str = "") -> bool:
+    """False when the job was no longer this worker's (requeued or handed back meanwhile)."""
+    res = db.execute(
         update(Job)
         .where(Job.id == job_id, Job.worker == worker, Job.state == JobState.RUNNING)
         .values(state=JobState.SUCCEEDED, progress=1.0, finished=now(), message=message[:500])
     )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
 def fail(db: Session, job_id: str, error: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +58,9 @@ class Recognizer:
         self.budget = MemoryBudget(settings.max_decode_bytes)
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
+        # (cached, computed) images of each ensure_embeddings run; the server sets its metrics
+        # here, a worker process (no /metrics) leaves it unset.
+        self.on_embeddings: Callable[[int, int], None] | None = None
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -137,6 +137,11 @@ class LocalBlobStore:
         trash.unlink()
         return True
 
+    def check(self) -> None:
+        """Raise unless the folder is there and writable (the readiness probe)."""
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"Blob folder {self.root} is missing or not writable.")
+
     def scan(self) -> Iterator[tuple[str, float]]:
         """Every stored file as (key, modification time), unfinished temporary files too
         (their names start with ``TMP_PREFIX``), for the orphan sweep."""

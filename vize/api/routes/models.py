@@ -39,6 +39,6 @@ def delete_model(model_id: str, state: State, user: CurrentUser) -> Response:
     if key:
         try:
             state.blobs.delete(key)
-        except Exception:  # the start-up orphan sweep removes what is left
+        except Exception:  # the orphan sweep removes what is left
             logging.getLogger("vize.storage").exception("could not remove %s", key)
     return Response(status_code=204)
