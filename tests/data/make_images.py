@@ -7,9 +7,10 @@ The source is a CIFAR-10 dev set laid out as ``<label>/<label>_000.png`` ... ``_
 - ``000``-``039``: the training pool (the scale-out test uploads 40 per label);
 - ``050``, ``051``, ``060``-``063``, ``070``, ``080``, ``090``: held-out pictures the tests
   classify after training on the pool, so they are never among the training images;
-- for ``frog`` also ``040``-``069``: the scale-out test's second upload batch.
+- for ``frog`` also ``040``-``069``: the scale-out test's second upload batch;
+- for ``airplane`` and ``automobile`` also ``040``: the browser test's preview pictures.
 
-That is 10 x 49 + 24 = 514 PNGs, about 1.2 MB. The tests only read the committed copies;
+That is 10 x 49 + 24 + 2 = 516 PNGs, about 1.2 MB. The tests only read the committed copies;
 re-run this only to rebuild them:
 
     python tests/data/make_images.py /path/to/cifar10-dev
@@ -27,7 +28,7 @@ LABELS = (
 )  # fmt: skip
 POOL = range(40)
 HELD_OUT = (50, 51, 60, 61, 62, 63, 70, 80, 90)
-EXTRA = {"frog": range(40, 70)}
+EXTRA = {"frog": range(40, 70), "airplane": (40,), "automobile": (40,)}
 
 
 def numbers(label: str) -> list[int]:
