@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         description="Client networks that may read /metrics without a token (JSON list, e.g. "
         '["127.0.0.1/32", "10.0.0.0/8"]); with neither set /metrics is 404.',
     )
+    worker_metrics_address: str = Field(
+        "",
+        description="`host:port` where `vize worker` serves its own /metrics (same token / "
+        "networks as the API's); empty = none.",
+    )
 
     @field_validator("storage_url")
     @classmethod
@@ -136,6 +141,15 @@ class Settings(BaseSettings):
             from vize.storage.s3 import parse_s3_url
 
             parse_s3_url(value)  # a typo fails at start, not on the first upload
+        return value
+
+    @field_validator("worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            from vize.observability.scrape import parse_address
+
+            parse_address(value)  # a typo fails at start, not at the first scrape
         return value
 
     @cached_property

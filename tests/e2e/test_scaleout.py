@@ -22,8 +22,9 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.e2e.procs import create_user, serve, stop, vize
+from tests.e2e.procs import create_user, free_port, serve, stop, vize
 from tests.helpers import image, images
+from tests.observability.test_metrics import sample
 from tests.s3server import S3Server
 from vize.db.engine import normalize_url
 from vize.storage.s3 import S3BlobStore
@@ -138,6 +139,22 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
             stop(p)
 
 
+SCRAPE = "e2e-scrape-token-0123"
+
+
+def _worker_counted(url: str, embedded: tuple[int, int]) -> None:
+    """The worker's own /metrics (VIZE_WORKER_METRICS_ADDRESS): one training succeeded, which
+    embedded between ``embedded[0]`` and ``embedded[1]`` images itself (cache misses); not
+    public without the token."""
+    assert httpx.get(url, timeout=10).status_code == 404
+    text = httpx.get(url, headers={"Authorization": f"Bearer {SCRAPE}"}, timeout=10).text
+    assert sample(text, "vize_worker_jobs_total", kind="train", outcome="succeeded") == 1
+    assert sample(text, "vize_worker_jobs_running") == 0
+    assert sample(text, "vize_worker_job_duration_seconds_count", kind="train") == 1
+    misses = sample(text, "vize_embedding_cache_lookups_total", result="miss")
+    assert misses is not None and embedded[0] <= misses <= embedded[1], text
+
+
 def test_separate_hosts_share_only_database_broker_and_bucket(
     cluster_env: dict[str, str], s3_server: S3Server, tmp_path: Path
 ) -> None:
@@ -154,12 +171,19 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
     def host(name: str) -> dict[str, str]:
         return {**shared, "VIZE_DATA_DIR": str(tmp_path / name)}
 
+    def worker_host(name: str) -> tuple[dict[str, str], str]:
+        """A worker's environment with its own /metrics, and that endpoint."""
+        port = free_port()
+        scrape = {"VIZE_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}", "VIZE_METRICS_TOKEN": SCRAPE}
+        return {**host(name), **scrape}, f"http://127.0.0.1:{port}/metrics"
+
     token = create_user(host("admin"), "dora")
     procs = []
     clients: list[httpx.Client] = []
     try:
         worker_log = tmp_path / "worker.log"
-        worker = vize(["worker"], {**host("worker"), "VIZE_LOG_FORMAT": "json"}, worker_log)
+        worker_env, worker_metrics = worker_host("worker")
+        worker = vize(["worker"], {**worker_env, "VIZE_LOG_FORMAT": "json"}, worker_log)
         procs.append(worker)
         a, url_a = serve(host("replica-a"), log)
         b_log = tmp_path / "replica-b.log"
@@ -176,6 +200,7 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
         task_id, labels = _setup(ca, per_label=10)
         assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
         assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
+        _worker_counted(worker_metrics, embedded=(20, 20))
         frog = image("frog", 90).read_bytes()
         img = base64.b64encode(frog).decode()
         r = cb.post("/v2/classify", json={"task_id": task_id, "records": [{"_base64": img}]})
@@ -195,8 +220,10 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
         worker.wait(60)
         job = ca.get(f"/v2/job/{job_id}/").json()
         assert (job["state"], job["attempts"]) == ("queued", 0), job  # back in the queue now
-        procs.append(vize(["worker"], host("worker-2"), log))
+        worker2_env, worker2_metrics = worker_host("worker-2")
+        procs.append(vize(["worker"], worker2_env, log))
         assert _wait(cb, task_id, ("succeeded", "failed"), 240)["state"] == "succeeded"
+        _worker_counted(worker2_metrics, embedded=(1, len(frogs)))  # the rest: worker 1
         job = cb.get(f"/v2/job/{job_id}/").json()
         assert (job["state"], job["attempts"]) == ("succeeded", 1), job
         versions = [m["version"] for m in cb.get(f"/v2/model/?task={task_id}").json()["results"]]

@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from enum import StrEnum
+from typing import Protocol
 
 from vize.db.tables import Job
 from vize.errors import VizeError
@@ -27,6 +28,14 @@ class Outcome(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # another worker has the job, or it is no longer queued
     LOST = "lost"  # taken away while running (requeued as stale)
+
+
+class JobObserver(Protocol):
+    """Told of each job this process claims (``vize worker``'s metrics)."""
+
+    def job_started(self, kind: str) -> None: ...
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None: ...
 
 
 class JobLost(Exception):
@@ -79,9 +88,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def execute(ctx: JobContext, job_id: str, cancel: threading.Event | None = None) -> Outcome:
+def execute(
+    ctx: JobContext,
+    job_id: str,
+    cancel: threading.Event | None = None,
+    observer: JobObserver | None = None,
+) -> Outcome:
     """Run the job if this worker can claim it; returns how it ended. ``cancel``: set, it
-    stops the job at its next progress report (server shutdown)."""
+    stops the job at its next progress report (server shutdown). ``observer``: told when a
+    claimed job starts and ends (not of skipped deliveries)."""
     worker = worker_name()
     with ctx.sessions() as db:
         if not store.claim(db, job_id, worker):
@@ -89,11 +104,25 @@ def execute(ctx: JobContext, job_id: str, cancel: threading.Event | None = None)
         job = db.get(Job, job_id)
         assert job is not None
         db.expunge(job)
-    handler, on_failure = HANDLERS[job.kind]
     started = time.monotonic()
+    if observer is not None:
+        observer.job_started(job.kind)
+    outcome = Outcome.FAILED  # if _run itself raises (the database is gone)
+    try:
+        outcome = _run(ctx, job, worker, cancel, started)
+    finally:
+        if observer is not None:
+            observer.job_finished(job.kind, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _run(
+    ctx: JobContext, job: Job, worker: str, cancel: threading.Event | None, started: float
+) -> Outcome:
+    handler, on_failure = HANDLERS[job.kind]
     log_job_event(job, "started", worker)
     try:
-        with Progress(ctx, job_id, worker, cancel) as progress:
+        with Progress(ctx, job.id, worker, cancel) as progress:
             message = handler(ctx, job, progress)
     except JobLost:
         log_job_event(job, Outcome.LOST, worker, started)
@@ -101,14 +130,14 @@ def execute(ctx: JobContext, job_id: str, cancel: threading.Event | None = None)
     except Exception as exc:
         error = exc.detail if isinstance(exc, VizeError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, VizeError):
-            log.error("job %s (%s) failed:\n%s", job_id, job.kind, traceback.format_exc())
+            log.error("job %s (%s) failed:\n%s", job.id, job.kind, traceback.format_exc())
         record_failure(ctx, job, error, on_failure)
         log_job_event(job, Outcome.FAILED, worker, started)
         return Outcome.FAILED
     with ctx.sessions.begin() as db:
-        ours = store.finish(db, job_id, worker, message)
+        ours = store.finish(db, job.id, worker, message)
     log_job_event(job, Outcome.SUCCEEDED if ours else Outcome.LOST, worker, started)
-    return Outcome.SUCCEEDED
+    return Outcome.SUCCEEDED if ours else Outcome.LOST
 
 
 def record_failure(ctx: JobContext, job: Job, error: str, hook: FailureHook | None) -> None:

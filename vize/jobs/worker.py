@@ -14,19 +14,21 @@ from vize.jobs.celery_app import RUN_JOB, make_celery
 from vize.jobs.executor import execute, reap
 from vize.jobs.setup import build_context
 from vize.observability.lifecycle import hand_back_jobs
+from vize.observability.metrics import WorkerMetrics
+from vize.observability.scrape import ScrapeServer
 from vize.services.context import JobContext
 from vize.services.jobstore import HEARTBEAT_SECONDS
 
 log = logging.getLogger("vize.jobs")
 
 
-def worker_app(settings: Settings, ctx: JobContext) -> Celery:
+def worker_app(settings: Settings, ctx: JobContext, metrics: WorkerMetrics | None = None) -> Celery:
     """The Celery app of a worker: the producer's app with the task that runs jobs."""
     app = make_celery(settings.broker_url)
 
     @app.task(name=RUN_JOB)
     def run_job(job_id: str) -> str:
-        return execute(ctx, job_id)
+        return execute(ctx, job_id, observer=metrics)
 
     return app
 
@@ -43,7 +45,16 @@ def _reaper(app: Celery, ctx: JobContext, stop: threading.Event) -> None:
 def run_worker(settings: Settings, concurrency: int = 1, loglevel: str = "INFO") -> None:
     """Run until the worker is stopped; ``settings`` are the process's (``vize worker``)."""
     ctx = build_context(settings)
-    app = worker_app(settings, ctx)
+    if settings.warm_up:  # the first job should not pay for loading every backbone
+        ctx.recognizer.warm_up()
+    metrics = WorkerMetrics()
+    ctx.recognizer.on_embeddings = metrics.observe_embeddings
+    app = worker_app(settings, ctx, metrics)
+    scrape = (  # before the worker starts: a port in use fails the start, not later
+        ScrapeServer(settings.worker_metrics_address, settings, metrics.exposition)
+        if settings.worker_metrics_address
+        else None
+    )
     stop = threading.Event()
     reaper = threading.Thread(target=_reaper, args=(app, ctx, stop), name="vize-reaper")
 
@@ -76,4 +87,6 @@ def run_worker(settings: Settings, concurrency: int = 1, loglevel: str = "INFO")
         )
     finally:
         stop.set()
+        if scrape is not None:
+            scrape.close()
         ctx.recognizer.close()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import re
 import time
@@ -23,6 +21,7 @@ from vize.errors import NotFound
 from vize.observability.health import readiness
 from vize.observability.logs import log_request
 from vize.observability.metrics import CONTENT_TYPE, Metrics
+from vize.observability.scrape import scrape_allowed
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's id is kept only if this tame
 LOG_USER_KEY = "vize_log_user_id"  # set by get_current_user (reads); the gate sets writes
@@ -98,22 +97,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def metrics_allowed(settings: Settings, request: Request) -> bool:
-    """``VIZE_METRICS_TOKEN`` (a bearer token) or ``VIZE_METRICS_ALLOW`` (client networks);
-    with neither set there is no /metrics at all."""
-    if settings.metrics_token:
-        header = request.headers.get("authorization", "")
-        scheme, _, sent = header.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            sent.strip().encode(), settings.metrics_token.encode()
-        ):
-            return True
-    if settings.metrics_allow and request.client:
-        try:
-            address = ipaddress.ip_address(request.client.host)
-        except ValueError:
-            return False
-        return any(address in ipaddress.ip_network(n, strict=False) for n in settings.metrics_allow)
-    return False
+    client = request.client.host if request.client else None
+    return scrape_allowed(settings, request.headers.get("authorization", ""), client)
 
 
 def install_operations(app: FastAPI, settings: Settings) -> None:

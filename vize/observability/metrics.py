@@ -9,7 +9,8 @@ Two kinds:
 - Read from the database at scrape time, hence the same on every replica (aggregate with
   ``max``, not ``sum``): jobs by state, training duration, images classified.
 
-One ``Metrics`` per app: its own registry, no module-level state."""
+One ``Metrics`` per app, one ``WorkerMetrics`` per ``vize worker``: each its own registry, no
+module-level state."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -29,6 +37,7 @@ from vize.db.tables import Job, Usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+JOB_BUCKETS = (0.5, 1, 2.5, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 TRAINING_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 JOB_STATES = tuple(JobState)
 
@@ -136,3 +145,54 @@ def _training_histogram(durations: list[float]) -> HistogramMetricFamily:
     )
     family.add_metric([], buckets, sum_value=sum(durations))
     return family
+
+
+class WorkerMetrics:
+    """What a ``vize worker`` counts, served on ``VIZE_WORKER_METRICS_ADDRESS``: the jobs it
+    ran by kind and outcome, their wall time, the jobs running now, the embedding cache
+    lookups of its trainings and embed jobs (the same family as the server's, so a dashboard
+    sums both), and the process's CPU seconds and memory. Cluster-wide figures (jobs queued)
+    stay with the API's ``/metrics``: every worker would report the same values."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.jobs = Counter(
+            "vize_worker_jobs", "Jobs this worker ran, by kind and outcome.",
+            ["kind", "outcome"], registry=reg,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "vize_worker_job_duration_seconds", "Wall time of a job run by this worker, by kind.",
+            ["kind"], buckets=JOB_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.running = Gauge(
+            "vize_worker_jobs_running", "Jobs this worker runs now.",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.embedding_cache = Counter(
+            "vize_embedding_cache_lookups",
+            "Images a training or embed job needed, by whether their embedding was cached.",
+            ["result"], registry=reg,
+        )  # fmt: skip
+        if multiproc_dir() is None:  # per-process figures are not summed across processes
+            ProcessCollector(registry=reg)
+
+    def job_started(self, kind: str) -> None:
+        self.running.inc()
+
+    def job_finished(self, kind: str, outcome: str, seconds: float) -> None:
+        self.running.dec()
+        self.jobs.labels(kind, outcome).inc()
+        self.duration.labels(kind).observe(seconds)
+
+    def observe_embeddings(self, cached: int, computed: int) -> None:
+        self.embedding_cache.labels("hit").inc(cached)
+        self.embedding_cache.labels("miss").inc(computed)
+
+    def exposition(self) -> bytes:
+        directory = multiproc_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, path=directory)
+        return generate_latest(scrape)
