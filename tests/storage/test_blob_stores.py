@@ -4,6 +4,7 @@ depend on where the bytes live."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.helpers import assert_error, upload
-from tests.helpers import png_bytes, token_user
+from tests.helpers import png_bytes, task_with_images, token_user, wait_training
 from tests.inprocess import app_client
 from tests.services.test_images_service import AfterWrites, commit_upload
 from tests.storage.conftest import Backend
@@ -199,6 +200,29 @@ def test_uploads_and_deletes_of_the_same_bytes_at_once_through_the_api(
         assert len(keys(backend.store)) == 2  # its image and thumbnail, no trash, no orphan
         assert client.delete(f"/v2/training-image/{image['id']}/", headers=h).status_code == 204
     assert keys(backend.store) == []
+
+
+def test_a_trained_head_lives_in_the_store_and_goes_with_its_task(backend: Backend) -> None:
+    """Model heads on this backend: written by the training, read back by classify, removed
+    (safe-removal protocol) when the task is deleted; another task's head stays."""
+    settings = backend.settings.model_copy(
+        update={"embedded_worker": True, "embed_on_upload": False}
+    )
+    with app_client(create_app(settings)) as client:
+        users = [token_user(settings, name)["headers"] for name in ("alice", "bob")]
+        made = [task_with_images(client, h, n=5)["task"]["id"] for h in users]
+        for h, task_id in zip(users, made, strict=True):
+            assert client.post(f"/v2/task/{task_id}/train/", headers=h).status_code == 202
+            assert wait_training(client, h, task_id)["state"] == "succeeded"
+        h = users[0]
+        heads = [k for k in keys(backend.store) if k.startswith("models/")]
+        assert sorted(k.split("/")[1] for k in heads) == sorted(made)
+        record = {"_base64": base64.b64encode(png_bytes(3)).decode()}
+        r = client.post("/v2/classify", headers=h, json={"task_id": made[0], "records": [record]})
+        assert r.status_code == 200, r.text
+        assert client.delete(f"/v2/task/{made[0]}/", headers=h).status_code == 204
+        left = [k for k in keys(backend.store) if k.startswith("models/")]
+        assert [k.split("/")[1] for k in left] == [made[1]]  # no trash copy left either
 
 
 def test_unreachable_storage_is_a_clean_error(
