@@ -67,6 +67,7 @@ class Insights:
     suspected_mislabels: list[Json]
     test_leaks: list[Json]
     computed: str | None
+    model_version: int | None = None  # the training the suspects come from
     raw: Json = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -76,5 +77,6 @@ class Insights:
             suspected_mislabels=list(data.get("suspected_mislabels") or []),
             test_leaks=list(data.get("test_leaks") or []),
             computed=data.get("computed"),
+            model_version=data.get("model_version"),
             raw=data,
         )

@@ -16,7 +16,18 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vize.db.tables import Image, ImageLabel, Job, Label, Task, TaskInsight, TaskLabel, User
+from vize.db.states import TrainStatus
+from vize.db.tables import (
+    Image,
+    ImageLabel,
+    Job,
+    Label,
+    Model,
+    Task,
+    TaskInsight,
+    TaskLabel,
+    User,
+)
 from vize.errors import NotFound
 from vize.services import similarity as sim
 from vize.services.common import get_owned
@@ -57,9 +68,9 @@ def after_training(
     kind: str,
     report: dict[str, Any],
 ) -> None:
-    """The training job's hook (``ts`` its training set, ``report`` its evaluation): store
-    the cross-validated predictions, recompute the data health report. A failure here is
-    logged, never the training's."""
+    """The training job's hook, called once its model is committed (``ts`` its training
+    set, ``report`` its evaluation): store the cross-validated predictions, recompute the
+    data health report. A failure here is logged, never the training's."""
     task_id, model_id = job.task_id, job.model_id
     if task_id is None or model_id is None:
         return
@@ -73,7 +84,10 @@ def after_training(
             )
         )
         with sessions.begin() as db:
-            row = _row(db, task_id)
+            model = db.get(Model, model_id)
+            if model is None or model.train_status != TrainStatus.TRAINED:
+                return  # not committed: the report stays that of the model before
+            row = _row(db, task_id, lock=True)
             if row is None:
                 return
             row.model_id, row.predictions = model_id, predictions
@@ -328,8 +342,11 @@ def current(db: Session, task_id: str, report: dict[str, Any]) -> dict[str, Any]
         for leak in report.get("test_leaks", [])
         if leak["train_image"] in info and info.get(leak["test_image"], ([], False))[1]
     ]
+    model = db.get(Model, row.model_id) if row is not None and row.model_id else None
     return {
         "task_id": task_id,
+        # The training whose cross-validation the suspects come from (None: never trained).
+        "model_version": model.version if model is not None else None,
         "near_duplicates": groups,
         "suspected_mislabels": mislabels,
         "test_leaks": leaks,
