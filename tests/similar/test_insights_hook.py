@@ -1,5 +1,5 @@
-"""The data-health hook of the training job (vize/services/training.py): it runs after the
-fit, and its failure is logged, never the training's."""
+"""The data-health hook of the training job (vize/services/training.py): it runs once the
+model is committed, and its failure is logged, never the training's."""
 
 from __future__ import annotations
 
