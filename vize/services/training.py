@@ -171,7 +171,10 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     # Data health from this training's cross-validation, only once its model is the one
     # committed: a training that fails at the commit (labels changed) leaves the report of
     # the model before it. The hook logs its own failures, never the training's.
-    insights.after_training(ctx.sessions, ctx.blobs, ctx.recognizer, job, ts, kind, report)
+    features = trainset.features(emb, backbones)
+    insights.after_training(
+        ctx.sessions, ctx.blobs, ctx.recognizer, job, ts, kind, report, features
+    )
     _notify(ctx, "training_succeeded", job)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."
 
