@@ -23,7 +23,7 @@ from vize.web.session import Form, PageUser
 
 router = page_router()
 SIMILAR_SHOWN = 24
-SHOWN_SUSPICION = 0.5  # the smoothed probability of the given label is below one half
+SHOWN_SUSPICION = 0.5  # the cross-validated probability of the given label is below 1/2
 
 
 def _images(db: Session, ids: set[str]) -> dict[str, Image]:
