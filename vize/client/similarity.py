@@ -37,6 +37,8 @@ class SimilarResult:
     status_text: str
     similar: list[SimilarImage]
     raw: Json = field(default_factory=dict, repr=False, compare=False)
+    # Images of the task not searched yet (their embedding runs in the background).
+    not_indexed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -47,9 +49,10 @@ class SimilarResult:
         return None if self.ok else self.status_text
 
     @classmethod
-    def from_json(cls, data: Json, source: str) -> SimilarResult:
+    def from_json(cls, data: Json, source: str, not_indexed: int = 0) -> SimilarResult:
         status = data.get("_status") or {}
         return cls(
+            not_indexed=not_indexed,
             source=source,
             status_code=int(status.get("code") or 200),
             status_text=str(status.get("text") or "OK"),
