@@ -13,7 +13,7 @@ Accuracy, through the public API of an in-process app (its lifespan, real backbo
 - mislabels: per trial, a new user's task of 20 images per label with 10 % of the labels
   flipped at random, trained; the top-N suspects of ``GET /v2/task/{id}/insights/`` (N =
   number flipped) against ranking by the plain cross-validated probability of the given
-  label (``given_prob``).
+  label (``given_prob``), on the same draws; median, mean and range over the trials.
 Search time: brute force over synthetic unit vectors of the descriptor's size, in-process
 (``vize.services.similarity.top_k``), 10k and 100k images: indicative only on a loaded host.
 """
@@ -176,10 +176,12 @@ def bench_duplicates(api: Api, search: dict, copies: int) -> dict:
     return out
 
 
-def bench_mislabels(settings: Settings, client: TestClient, data: dict, trials: int) -> dict:
+def bench_mislabels(
+    settings: Settings, client: TestClient, data: dict, trials: int, first: int = 0
+) -> dict:
     names = list(data)
     ours, plain = [], []
-    for trial in range(trials):
+    for trial in range(first, first + trials):
         api = Api(client, new_user(settings, f"mislabel{trial}"))
         task_id, labels = api.task(f"mislabels {trial}", names)
         rng = random.Random(100 + trial)
@@ -200,13 +202,29 @@ def bench_mislabels(settings: Settings, client: TestClient, data: dict, trials: 
         ours.append(len(top & wrong) / len(wrong))
         plain.append(len(base & wrong) / len(wrong))
         print(f"mislabels trial {trial}: ours {ours[-1]:.1%}, plain p(given) {plain[-1]:.1%}")
-    return {
+    wins = sum(a > b for a, b in zip(ours, plain, strict=True))
+    losses = sum(a < b for a, b in zip(ours, plain, strict=True))
+    out = {
         "trials": trials,
         "flipped_per_trial": 20,
-        "top_n_recall": round(statistics.mean(ours), 4),
-        "plain_cv_prob_recall": round(statistics.mean(plain), 4),
+        "top_n_recall": _spread(ours),
+        "plain_cv_prob_recall": _spread(plain),
+        "better_on": wins,
+        "worse_on": losses,
         "per_trial": [round(x, 4) for x in ours],
         "plain_per_trial": [round(x, 4) for x in plain],
+    }
+    print(f"mislabels: {out}", flush=True)
+    return out
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median, mean and range over the trials (one image is 5 points of one trial)."""
+    return {
+        "median": round(statistics.median(values), 4),
+        "mean": round(statistics.mean(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
     }
 
 
@@ -241,7 +259,9 @@ def run_api_parts(args: argparse.Namespace, data: dict, results: dict[str, Any])
                 search.pop("task_id")
                 results["search_top1"] = search
             if "mislabels" not in args.skip:
-                results["mislabels"] = bench_mislabels(settings, client, data, args.trials)
+                results["mislabels"] = bench_mislabels(
+                    settings, client, data, args.trials, args.first_trial
+                )
 
 
 def main() -> None:
@@ -251,6 +271,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--copies", type=int, default=100)
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--first-trial", type=int, default=0, help="draws first..first+trials-1")
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: search, mislabels, time")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from vize.ml.trainer import TrainParams, cross_val_accuracy, cross_val_predictions, evaluate
+from vize.ml import noise
+from vize.ml.predictor import normalise_features
+from vize.ml.trainer import (
+    TrainParams,
+    cross_val_accuracy,
+    cross_val_predictions,
+    evaluate,
+    head_scores,
+    train_head,
+)
 from vize.services import insights
 from vize.services import similarity as sim
 
@@ -56,19 +66,21 @@ def test_groups_leaks_and_suspects() -> None:
         sims=np.full((5, 2), 0.8, dtype=np.float32),
         pairs=[],
     )
+    # Single labels: suspicion from the stored (cleaned) probabilities, given_prob the
+    # training's own cross-validated probability ("plain").
     predictions = {
-        "a": {"given": ["x"], "probs": {"x": 0.9, "y": 0.1}},
-        # b and d: the model doubts both alike; b's neighbours (d, e) doubt it too, d's
-        # neighbours (e, b) less (e is sure of y), so b is the more suspicious.
-        "b": {"given": ["y"], "probs": {"x": 0.7, "y": 0.3}},
-        "d": {"given": ["y"], "probs": {"x": 0.7, "y": 0.3}},
+        "a": {"given": ["x"], "probs": {"x": 0.9, "y": 0.1}, "plain": 0.95},
+        "b": {"given": ["y"], "probs": {"x": 0.8, "y": 0.2}, "plain": 0.3},
+        "d": {"given": ["y"], "probs": {"x": 0.6, "y": 0.4}, "plain": 0.3},
         "e": {"given": ["x"], "probs": {"x": 0.1, "y": 0.9}},  # relabelled since (now y)
     }
     out = insights.suspects(ids, hood, info, predictions)
     assert [s["id"] for s in out] == ["b", "d", "a"]  # e not reported: its label changed
-    smoothed_b = 0.8 * 0.3 + 0.2 * (0.3 + 0.9) / 2
-    assert out[0]["suspicion"] == round(1 - smoothed_b, 6)
-    assert out[0]["predicted"] == {"id": "x", "prob": 0.7} and out[0]["given_prob"] == 0.3
+    assert out[0]["suspicion"] == 0.8 and out[0]["given_prob"] == 0.3
+    assert out[0]["predicted"] == {"id": "x", "prob": 0.8}
+    # Stored before "plain" existed: given_prob is the probability itself.
+    del predictions["a"]["plain"]
+    assert insights.suspects(ids, hood, info, predictions)[2]["given_prob"] == 0.9
 
 
 def test_predictions_and_tag_suspects() -> None:
@@ -102,3 +114,52 @@ def test_cross_validated_probabilities_are_out_of_fold() -> None:
     assert acc == float((probs.argmax(axis=1) == targets.argmax(axis=1)).mean())
     report = evaluate(x, y, ["0", "1", "2"], "multi_class", ids)
     assert np.allclose(report["cv_probs"], probs, atol=1e-6) and report["cv_accuracy"] == acc
+
+
+def _noisy_classes(seed: int, n: int = 90, flipped: int = 9) -> tuple[np.ndarray, list, set]:
+    """Three classes of points around their centres, ``flipped`` labels moved to another."""
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng, 3, 32) * 5
+    truth = [i % 3 for i in range(n)]
+    x = np.stack([centres[c] + rng.standard_normal(32) for c in truth])
+    wrong = set(rng.choice(n, flipped, replace=False).tolist())
+    y = [str((c + 1) % 3) if i in wrong else str(c) for i, c in enumerate(truth)]
+    return x, y, wrong
+
+
+def test_the_cleaned_cross_validation_ranks_the_flipped_labels_first() -> None:
+    x, y, wrong = _noisy_classes(3)
+    ids, labels = [f"s{i}" for i in range(len(y))], ["0", "1", "2"]
+    targets = np.eye(3)[[int(c) for c in y]]
+    first, _ = cross_val_predictions(x, targets, labels, "multi_class", TrainParams(), (32,), ids)
+    assert first is not None
+    probs = noise.cleaned_cv_probs(x, y, labels, ids, first, [32])
+    assert probs is not None and probs.shape == (90, 3) and np.allclose(probs.sum(axis=1), 1)
+    given = targets.argmax(axis=1)
+    rows = np.arange(90)
+    top = set(np.argsort(probs[rows, given])[: len(wrong)].tolist())
+    assert len(top & wrong) >= len(wrong) - 1  # the flipped labels rank first
+
+
+def test_the_span_fit_is_the_trainers_head() -> None:
+    """Fewer images than dimensions: fitted in the span of the rows, the same head."""
+    rng = np.random.default_rng(5)
+    x = normalise_features(rng.standard_normal((20, 64)), [64])
+    y = [str(i % 4) for i in range(20)]
+    targets = np.eye(4)[[int(c) for c in y]]
+    test = normalise_features(rng.standard_normal((5, 64)), [64])
+    head = train_head(x, y, ["0", "1", "2", "3"], "multi_class", TrainParams())
+    fast = noise._fit_and_score(x, targets, test, TrainParams().C)
+    assert np.allclose(fast, head_scores(head, test), atol=2e-3)
+
+
+def test_no_cleaned_cross_validation_when_too_small_or_too_large(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x, y, _ = _noisy_classes(4, n=6, flipped=0)
+    ids, labels = [f"s{i}" for i in range(6)], ["0", "1", "2"]
+    first = np.full((6, 3), 1 / 3)
+    assert noise.cleaned_cv_probs(x, y, labels, ids, first, [32]) is not None  # 2 per label
+    assert noise.cleaned_cv_probs(x[:4], y[:4], labels, ids[:4], first[:4], [32]) is None
+    monkeypatch.setattr(noise, "MAX_IMAGES", 5)
+    assert noise.cleaned_cv_probs(x, y, labels, ids, first, [32]) is None

@@ -27,6 +27,7 @@ def test_similar(sdk: VizeClient, task: dict) -> None:
     me = Image(id=task["images"][WARM[1]])
     results = sdk.similar(task["id"], [altered(COOL[0], "cool"), me], k=5)
     assert [r.ok for r in results] == [True, True]
+    assert results[0].not_indexed == 0  # every image of the task was searched
     assert results[0].similar[0].id == task["images"][COOL[0]]
     assert results[0].similar[0].labels == [(task["labels"]["cool"], "cool")]
     assert len(results[1].similar) == 5 and me.id not in {s.id for s in results[1].similar}

@@ -251,7 +251,11 @@ class VizeClient:
             answer = self._http.json("POST", "similar/", json=body, idempotent=True)
             rows = answer.get("records") or []
             out += [
-                SimilarResult.from_json(rows[i] if i < len(rows) else _missing(), src)
+                SimilarResult.from_json(
+                    rows[i] if i < len(rows) else _missing(),
+                    src,
+                    int(answer.get("not_indexed") or 0),
+                )
                 for i, src in enumerate(sources)
             ]
         return out

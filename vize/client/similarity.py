@@ -37,6 +37,8 @@ class SimilarResult:
     status_text: str
     similar: list[SimilarImage]
     raw: Json = field(default_factory=dict, repr=False, compare=False)
+    # Images of the task not searched yet (their embedding runs in the background).
+    not_indexed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -47,9 +49,10 @@ class SimilarResult:
         return None if self.ok else self.status_text
 
     @classmethod
-    def from_json(cls, data: Json, source: str) -> SimilarResult:
+    def from_json(cls, data: Json, source: str, not_indexed: int = 0) -> SimilarResult:
         status = data.get("_status") or {}
         return cls(
+            not_indexed=not_indexed,
             source=source,
             status_code=int(status.get("code") or 200),
             status_text=str(status.get("text") or "OK"),
@@ -67,6 +70,7 @@ class Insights:
     suspected_mislabels: list[Json]
     test_leaks: list[Json]
     computed: str | None
+    model_version: int | None = None  # the training the suspects come from
     raw: Json = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -76,5 +80,6 @@ class Insights:
             suspected_mislabels=list(data.get("suspected_mislabels") or []),
             test_leaks=list(data.get("test_leaks") or []),
             computed=data.get("computed"),
+            model_version=data.get("model_version"),
             raw=data,
         )

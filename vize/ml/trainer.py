@@ -313,6 +313,20 @@ def cross_val_accuracy(
     return float((pred == targets.astype(bool)).all(axis=1).mean()), k
 
 
+def stratified_folds(strata: Sequence[str], ids: Sequence[Any], k: int, seed: int) -> np.ndarray:
+    """Fold number of each sample: each stratum's shuffled members dealt round-robin to the
+    ``k`` folds (so folds are stratified), independent of input order."""
+    rng = np.random.default_rng(seed + 1)
+    fold = np.empty(len(strata), dtype=np.int64)
+    position = 0
+    for key in sorted(set(strata)):
+        members = sorted((i for i, s in enumerate(strata) if s == key), key=lambda i: str(ids[i]))
+        for j in rng.permutation(len(members)):
+            fold[members[j]] = position % k
+            position += 1
+    return fold
+
+
 def cross_val_predictions(
     X: np.ndarray,
     targets: np.ndarray,
@@ -329,15 +343,7 @@ def cross_val_predictions(
     if k < 2:
         return None, 0
     strata = _strata(targets, kind)
-    rng = np.random.default_rng(params.seed + 1)
-    fold = np.empty(len(X), dtype=np.int64)
-    position = 0
-    # Deal each stratum's shuffled members round-robin to the folds, so folds are stratified.
-    for key in sorted(set(strata)):
-        members = sorted((i for i, s in enumerate(strata) if s == key), key=lambda i: str(ids[i]))
-        for j in rng.permutation(len(members)):
-            fold[members[j]] = position % k
-            position += 1
+    fold = stratified_folds(strata, ids, k, params.seed)
     probs = np.zeros((len(X), len(labels)))
     for f in range(k):
         test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)

@@ -16,8 +16,20 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vize.db.tables import Image, ImageLabel, Job, Label, Task, TaskInsight, TaskLabel, User
+from vize.db.states import TrainStatus
+from vize.db.tables import (
+    Image,
+    ImageLabel,
+    Job,
+    Label,
+    Model,
+    Task,
+    TaskInsight,
+    TaskLabel,
+    User,
+)
 from vize.errors import NotFound
+from vize.ml import noise
 from vize.services import similarity as sim
 from vize.services.common import get_owned
 from vize.services.recognition import Recognizer
@@ -26,25 +38,35 @@ from vize.storage import BlobStore
 
 log = logging.getLogger("vize.insights")
 NEIGHBOURS = 5
-SMOOTHING = 0.2  # weight of the neighbours' predictions: the best of 0.2/0.35/0.5 offline
+SMOOTHING = 0.2  # tags: weight of the neighbours' predictions (the best of 0.2/0.35/0.5)
 MAX_SUSPECTS = 200
 MAX_GROUPS = 500
 
 
 # -- stored by the training ------------------------------------------------------------------
 def predictions_of(
-    image_ids: list[str], label_ids: list[str], y: Any, kind: str, probs: np.ndarray
+    image_ids: list[str],
+    label_ids: list[str],
+    y: Any,
+    kind: str,
+    probs: np.ndarray,
+    cleaned: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Per image: its given label ids and its cross-validated probabilities (those >= 0.001,
-    rounded: a few entries per image whatever the number of labels)."""
+    """Per image: its given label ids, the probabilities suspicion is computed from (the
+    cleaned cross-validation's when there is one, ``vize.ml.noise``; those >= 0.001,
+    rounded: a few entries per image whatever the number of labels) and, for single-label
+    images, ``plain``: the training's own cross-validated probability of the given label."""
     out: dict[str, Any] = {}
     for r, image_id in enumerate(image_ids):
         if kind == "multi_class":
             given = [y[r]]
         else:
             given = [label_ids[j] for j in np.flatnonzero(np.asarray(y[r]))]
-        p = {label_ids[j]: round(float(v), 4) for j, v in enumerate(probs[r]) if v >= 1e-3}
+        scored = probs[r] if cleaned is None else cleaned[r]
+        p = {label_ids[j]: round(float(v), 4) for j, v in enumerate(scored) if v >= 1e-3}
         out[image_id] = {"given": given, "probs": p}
+        if kind == "multi_class":
+            out[image_id]["plain"] = round(float(probs[r][label_ids.index(given[0])]), 6)
     return out
 
 
@@ -56,24 +78,31 @@ def after_training(
     ts: Any,
     kind: str,
     report: dict[str, Any],
+    features: tuple[np.ndarray, list[int]] | None = None,
 ) -> None:
-    """The training job's hook (``ts`` its training set, ``report`` its evaluation): store
-    the cross-validated predictions, recompute the data health report. A failure here is
-    logged, never the training's."""
+    """The training job's hook, called once its model is committed (``ts`` its training
+    set, ``report`` its evaluation, ``features`` its embeddings and their block widths):
+    store the cross-validated predictions, recompute the data health report. A failure here
+    is logged, never the training's."""
     task_id, model_id = job.task_id, job.model_id
     if task_id is None or model_id is None:
         return
     try:
         probs = report.get("cv_probs")
-        predictions = (
-            {}
-            if probs is None
-            else predictions_of(
-                ts.image_ids, [lbl.id for lbl in ts.labels], ts.y, kind, np.asarray(probs)
-            )
-        )
+        predictions: dict[str, Any] = {}
+        if probs is not None:
+            labels = [lbl.id for lbl in ts.labels]
+            first = np.asarray(probs)
+            cleaned = None
+            if kind == "multi_class" and features is not None:
+                x, dims = features
+                cleaned = noise.cleaned_cv_probs(x, ts.y, labels, ts.image_ids, first, dims)
+            predictions = predictions_of(ts.image_ids, labels, ts.y, kind, first, cleaned)
         with sessions.begin() as db:
-            row = _row(db, task_id)
+            model = db.get(Model, model_id)
+            if model is None or model.train_status != TrainStatus.TRAINED:
+                return  # not committed: the report stays that of the model before
+            row = _row(db, task_id, lock=True)
             if row is None:
                 return
             row.model_id, row.predictions = model_id, predictions
@@ -204,13 +233,14 @@ def suspects(
 ) -> list[dict[str, Any]]:
     """Images whose label the rest of the data disagrees with, most suspicious first.
 
-    Each image's cross-validated probabilities (from a head that never saw it) are smoothed
-    with those of its nearest neighbours by content: ``(1 - a) p + a * mean(neighbours' p)``.
-    The neighbours' predictions, not their labels, which may be wrong too. Suspicion is one
-    minus the smoothed probability of the given label (for tags: the largest disagreement
-    between a tag and its smoothed probability). Measured on cifar10-dev with 10 % of the
-    labels flipped (BENCHMARKS.md) it ranks about as well as the plain probability, not
-    clearly better (within one image in twenty); neighbour *labels* did worse."""
+    Single-label images: suspicion is one minus the probability of the given label in the
+    cleaned cross-validation (``vize.ml.noise``: heads that never saw the image nor the
+    images the training's own cross-validation found least likely); without one, in the
+    training's own. Tags: each image's cross-validated probabilities are smoothed with
+    those of its nearest neighbours by content, ``(1 - a) p + a * mean(neighbours' p)``
+    (their predictions, not their labels, which may be wrong too), and suspicion is the
+    largest disagreement between a tag and its smoothed probability. BENCHMARKS.md has the
+    measurements (cifar10-dev, 10 % of labels flipped)."""
     rows = []
     for r, image_id in enumerate(all_ids):
         pred = predictions.get(image_id)
@@ -218,13 +248,16 @@ def suspects(
             continue
         if sorted(pred["given"]) != info[image_id][0]:  # relabelled since the training
             continue
+        own = pred["probs"]
+        if kind == "multi_class":
+            rows.append(_suspect(image_id, pred["given"], own, own, kind, pred.get("plain")))
+            continue
         near = [all_ids[j] for j in hood.near[r] if all_ids[j] in predictions]
         weights = [
             max(float(w), 0.0)
             for j, w in zip(hood.near[r], hood.sims[r], strict=True)
             if all_ids[j] in predictions
         ]
-        own = pred["probs"]
         smooth = _smoothed(own, [predictions[i]["probs"] for i in near], weights)
         rows.append(_suspect(image_id, pred["given"], own, smooth, kind))
     rows.sort(key=lambda row: -float(row["suspicion"]))
@@ -246,14 +279,20 @@ def _smoothed(
 
 
 def _suspect(
-    image_id: str, given: list[str], own: dict[str, float], smooth: dict[str, float], kind: str
+    image_id: str,
+    given: list[str],
+    own: dict[str, float],
+    smooth: dict[str, float],
+    kind: str,
+    plain: float | None = None,
 ) -> dict[str, Any]:
     if kind == "multi_class":
         label = given[0]
         suspicion = 1.0 - smooth.get(label, 0.0)
         others = {k: v for k, v in own.items() if k != label}
         predicted = max(others, key=lambda k: others[k]) if others else label
-        given_prob = own.get(label, 0.0)
+        # The training's own cross-validated probability (stored before: the same).
+        given_prob = own.get(label, 0.0) if plain is None else plain
     else:  # the tag whose smoothed probability disagrees most with the image's tags
         gaps = {k: abs((k in given) - v) for k, v in smooth.items()}
         gaps.update({k: 1.0 - smooth.get(k, 0.0) for k in given if k not in smooth})
@@ -328,8 +367,11 @@ def current(db: Session, task_id: str, report: dict[str, Any]) -> dict[str, Any]
         for leak in report.get("test_leaks", [])
         if leak["train_image"] in info and info.get(leak["test_image"], ([], False))[1]
     ]
+    model = db.get(Model, row.model_id) if row is not None and row.model_id else None
     return {
         "task_id": task_id,
+        # The training whose cross-validation the suspects come from (None: never trained).
+        "model_version": model.version if model is not None else None,
         "near_duplicates": groups,
         "suspected_mislabels": mislabels,
         "test_leaks": leaks,

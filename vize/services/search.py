@@ -1,14 +1,23 @@
 """``POST /v2/similar``: the caller's training images most similar to up to 10 query images.
 
 Two steps, like classification: ``admit`` (authentication done by the caller; the body, the
-task, each record's bytes or image id, the task's descriptors, embedding what is not cached)
-runs in the general thread pool, because fetching URLs and embedding missing images wait on
-other things; ``answer`` (decoding, the backbones, the search) runs in the inference pool."""
+task, the charge, each record's bytes or image id, embedding a few index images not cached
+yet) runs in the general thread pool, because fetching URLs and embedding wait on other
+things; ``answer`` (decoding, the backbones, the scan of the index) runs in the inference
+pool, keyed by the user like classification.
+
+The cost of one search is bounded whatever the task: at most 10 records and ``k`` <= 100;
+every image embedded for it (the queries, and at most ``INLINE_EMBED`` images of the task
+without cached vectors) counts like a classified image against the user's rate limit and
+monthly quota; the other unembedded images are left to the background embedding and not
+searched (``not_indexed``); the index is read ``SCAN_CHUNK`` images at a time, and a scan
+of a large task is a costly task of its user in the fair pool (at most their share of the
+workers)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,12 +29,15 @@ from vize.db.tables import Image, Label, Task, User
 from vize.errors import InvalidInput, NotFound, VizeError
 from vize.services import batch
 from vize.services import similarity as sim
+from vize.services import usage as usage_service
 from vize.services.classify import MAX_RECORDS, decode_records, record_data
 from vize.services.common import get_owned, int_field
+from vize.services.embeddings import ensure_embeddings
 from vize.services.fairpool import Priority
 from vize.services.fetch import FetchBudget
 from vize.services.imaging import check_image
 from vize.services.jsonvalue import check_echoed_records
+from vize.services.limits import Limiter
 from vize.services.recognition import Prepared, Recognizer
 from vize.services.tasks import get_task
 from vize.storage import BlobStore
@@ -33,6 +45,9 @@ from vize.storage import BlobStore
 DEFAULT_K = 10
 # A search is a request someone waits for: its embedding work is interactive (by user).
 ASK = Priority.INTERACTIVE
+INLINE_EMBED = 32  # unembedded task images a search embeds itself (charged); more wait
+NEW_LAYOUTS = 2000  # colour layouts a search computes from thumbnails (cheap, but I/O)
+COSTLY_INDEX = 20_000  # a scan of more images is a costly task of its user in the pool
 
 
 @dataclass
@@ -43,6 +58,7 @@ class Query:
     vector: np.ndarray | None = None
     data: bytes | None = None
     error: VizeError | None = None
+    hits: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -52,7 +68,18 @@ class Admitted:
     k: int
     records: list[Any]
     queries: list[Query]
-    index: sim.Vectors
+    rows: list[tuple[str, str, str]]  # the index: task images with cached vectors
+    pending: int = 0  # task images not searched: their embedding is left to the background
+    skipped: int = field(default=0)  # index images without vectors when scanned
+
+    @property
+    def costly(self) -> bool:
+        """A long scan: one user may not run several at once (see ``FairPool``)."""
+        return len(self.rows) > COSTLY_INDEX
+
+    @property
+    def not_indexed(self) -> int:
+        return self.pending + self.skipped
 
 
 def parse_k(value: Any) -> int:
@@ -79,26 +106,45 @@ def admit(
     user: User,
     fields: dict[str, Any],
     budget: FetchBudget,
+    limiter: Limiter | None = None,
+    on_pending: Callable[[str], None] | None = None,
 ) -> Admitted:
+    """Check the request, charge it, embed what it may, fetch its URLs. ``on_pending``
+    (the owner's id) queues the background embedding of the images left out."""
     if not fields.get("task_id") and not fields.get("task"):
         raise InvalidInput("Field 'task_id' is required.", code="required")
     records = batch.check_records(fields.get("records"), MAX_RECORDS)
     check_echoed_records(records)  # before any fetch: the response echoes them
     k = parse_k(fields.get("k"))
+    backbones = recognizer.backbones
     with sessions() as db:
         task = get_task(db, user, fields.get("task_id") or fields.get("task"))
         label_id = _label_id(db, user, task, fields.get("label"))
         rows = sim.task_image_rows(db, user.id, task.id, label_id)
         id_rows, queries = _id_queries(db, user, records)
-    load = partial(sim.load_vectors, sessions, blobs, recognizer, key=user.id, priority=ASK)
-    index = load(rows)
-    known = load(id_rows) if id_rows else index
+        missing = sim.unembedded(db, [i for i, _, _ in rows], backbones)
+        id_missing = sim.unembedded(db, [i for i, _, _ in id_rows], backbones)
+    inline = set(missing[:INLINE_EMBED]) | set(id_missing)
+    left_out = set(missing[INLINE_EMBED:]) - inline
+    to_embed = [(i, b) for i, b, _ in {r[0]: r for r in rows + id_rows}.values() if i in inline]
+    n_bytes = sum(1 for r in records if not _is_id(r))
+    if limiter is not None and (to_embed or n_bytes):
+        # Every image embedded for the search counts like a classified one (429 beyond).
+        limiter.check(user.id, len(to_embed) + n_bytes)
+    if to_embed:
+        done = ensure_embeddings(
+            sessions, blobs, recognizer, to_embed, ("orig",), key=user.id, priority=ASK
+        )
+        with sessions.begin() as db:
+            usage_service.record_classifications(db, user.id, len(done.image_ids))
+    if left_out and on_pending is not None:
+        on_pending(user.id)
+    index_rows = [r for r in rows if r[0] not in left_out]
+    known = sim.load_vectors(sessions, blobs, recognizer, id_rows, user.id, ASK)
     data = record_data(settings, [r if not _is_id(r) else {} for r in records], budget)
     for q, item in zip(queries, data, strict=True):
         if q.image_id is not None:
-            q.vector = index.row(q.image_id)
-            if q.vector is None:
-                q.vector = known.row(q.image_id)
+            q.vector = known.row(q.image_id)
             if q.vector is None:
                 q.error = NotFound("Image not found (or its file is gone).", code="not_found")
         elif q.error is None:
@@ -106,7 +152,7 @@ def admit(
                 q.error = item
             else:
                 q.data = item
-    return Admitted(user.id, task, k, records, queries, index)
+    return Admitted(user.id, task, k, records, queries, index_rows, len(left_out))
 
 
 def _is_id(record: Any) -> bool:
@@ -133,8 +179,15 @@ def _id_queries(
     return rows, queries
 
 
-def answer(recognizer: Recognizer, settings: Settings, job: Admitted) -> list[Query]:
-    """Embed the byte records (decode errors become that record's error); in the pool."""
+def answer(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    recognizer: Recognizer,
+    settings: Settings,
+    job: Admitted,
+) -> list[Query]:
+    """Embed the byte records (decode errors become that record's error), then scan the
+    index for every query; in the pool (the scan only reads cached vectors)."""
     todo = [q for q in job.queries if q.data is not None and q.error is None]
     data: list[bytes | VizeError] = [q.data for q in todo if q.data is not None]
     # The index holds the server's backbones' descriptors: the queries get the same.
@@ -158,6 +211,23 @@ def answer(recognizer: Recognizer, settings: Settings, job: Admitted) -> list[Qu
         vectors = sim.query_vectors(recognizer, [p for _, p, _ in good], [i for _, _, i in good])
         for (q, _, _), vec in zip(good, vectors, strict=True):
             q.vector = vec
+        with sessions.begin() as db:
+            usage_service.record_classifications(db, job.user_id, len(good))
+    asked = [q for q in job.queries if q.vector is not None]
+    if asked:
+        found = sim.scan(
+            sessions,
+            blobs,
+            recognizer.backbones,
+            job.rows,
+            np.stack([q.vector for q in asked if q.vector is not None]),
+            job.k,
+            [q.image_id for q in asked],
+            NEW_LAYOUTS,
+        )
+        for q, hits in zip(asked, found.hits, strict=True):
+            q.hits = hits
+        job.skipped = found.skipped
     return job.queries
 
 
@@ -165,12 +235,7 @@ def results(
     sessions: sessionmaker[Session], job: Admitted, thumb_url: Any
 ) -> tuple[list[dict[str, Any]], int]:
     """The records echoed with ``_status`` and ``similar`` (best first); and how many failed."""
-    found: list[list[tuple[str, float]] | None] = []
-    for q in job.queries:
-        if q.vector is None:
-            found.append(None)
-            continue
-        found.append(sim.top_k(job.index, q.vector, job.k, exclude=q.image_id))
+    found = [q.hits for q in job.queries]
     ids = {i for hits in found if hits for i, _ in hits}
     with sessions() as db:
         images = db.scalars(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,7 @@ CNN_WEIGHT = 0.5
 DUPLICATE_CNN = 0.55
 DUPLICATE_LAYOUT = 0.93
 MAX_K = 100
+SCAN_CHUNK = 2000  # images read at once by a search (and ids per IN list)
 
 
 @dataclass
@@ -127,6 +128,17 @@ def ensure_layouts(
     sessions: sessionmaker[Session], blobs: BlobStore, images: list[tuple[str, str]]
 ) -> dict[str, np.ndarray]:
     """Layouts of (image id, thumb key), computed from the thumbnail once and cached."""
+    return layouts_of(sessions, blobs, images)[0]
+
+
+def layouts_of(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    images: list[tuple[str, str]],
+    limit: int | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """(Layouts of the images, how many were computed now): at most ``limit`` new ones, the
+    others are left out of the answer."""
     ids = [i for i, _ in images]
     with sessions() as db:
         have = cached_embeddings(db, ids, LAYOUT, "orig")
@@ -134,13 +146,15 @@ def ensure_layouts(
     for image_id, thumb_key in images:
         if image_id in have:
             continue
+        if limit is not None and len(new) >= limit:
+            break
         try:
             new[image_id] = layout_of_thumbnail(blobs.get(thumb_key))
         except KeyError:  # deleted meanwhile
             continue
     if new:
         store_vectors(sessions, LAYOUT, new)
-    return {**have, **new}
+    return {**have, **new}, len(new)
 
 
 def store_vectors(sessions: sessionmaker[Session], backbone: str, new: dict[str, Any]) -> None:
@@ -197,7 +211,96 @@ def query_vectors(
     return combine([emb[bb] for bb in recognizer.backbones], layouts)
 
 
+def unembedded(db: Session, ids: list[str], backbones: Sequence[str]) -> list[str]:
+    """The ids (in their order) lacking the cached vector of one of the backbones."""
+    counts: dict[str, int] = {}
+    for start in range(0, len(ids), SCAN_CHUNK):
+        rows = db.execute(
+            select(Embedding.image_id, func.count())
+            .where(
+                Embedding.image_id.in_(ids[start : start + SCAN_CHUNK]),
+                Embedding.backbone.in_(list(backbones)),
+                Embedding.view == "orig",
+            )
+            .group_by(Embedding.image_id)
+        ).all()
+        counts.update({i: int(n) for i, n in rows})
+    return [i for i in ids if counts.get(i, 0) < len(backbones)]
+
+
+def cached_vectors(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    backbones: Sequence[str],
+    rows: list[tuple[str, str, str]],
+    new_layouts: int | None = None,
+) -> tuple[Vectors, int]:
+    """Descriptors of the rows whose backbone vectors are cached (never embeds: safe inside
+    the pool), and how many layouts it computed from the thumbnails (at most
+    ``new_layouts``)."""
+    ids = [i for i, _, _ in rows]
+    with sessions() as db:
+        blocks = [cached_embeddings(db, ids, bb, "orig") for bb in backbones]
+    thumbs = [(i, t) for i, _, t in rows if all(i in b for b in blocks)]
+    layouts, made = layouts_of(sessions, blobs, thumbs, new_layouts)
+    have = [i for i, _ in thumbs if i in layouts]
+    if not have:
+        return Vectors([], np.zeros((0, 0), np.float32)), made
+    matrices = [np.stack([b[i] for i in have]) for b in blocks]
+    return Vectors(have, combine(matrices, np.stack([layouts[i] for i in have]))), made
+
+
 # -- search ------------------------------------------------------------------------------------
+@dataclass
+class Scan:
+    """The best hits of each query over a whole index read chunk by chunk, and how many
+    images of the index were left out (no vectors yet)."""
+
+    hits: list[list[tuple[str, float]]]
+    searched: int
+    skipped: int
+
+
+def scan(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    backbones: Sequence[str],
+    rows: list[tuple[str, str, str]],
+    queries: np.ndarray,
+    k: int,
+    exclude: Sequence[str | None],
+    new_layouts: int = 0,
+) -> Scan:
+    """Top ``k`` per query row over ``rows``, ``SCAN_CHUNK`` images at a time: memory stays
+    one chunk of vectors whatever the size of the task (time grows with it: the caller
+    places it in the fair pool as a costly task of its user)."""
+    best_ids: list[list[str]] = [[] for _ in range(len(queries))]
+    best_sims = [np.zeros(0, np.float32) for _ in range(len(queries))]
+    searched, budget = 0, new_layouts
+    for start in range(0, len(rows), SCAN_CHUNK):
+        part = rows[start : start + SCAN_CHUNK]
+        index, made = cached_vectors(sessions, blobs, backbones, part, budget)
+        searched, budget = searched + len(index.ids), budget - made
+        if not index.ids:
+            continue
+        sims = index.matrix @ queries.T  # (chunk, queries)
+        for q in range(len(queries)):
+            column = sims[:, q].copy()
+            skip = exclude[q]
+            if skip is not None and skip in index.ids:
+                column[index.ids.index(skip)] = -np.inf
+            ids = best_ids[q] + index.ids
+            both = np.concatenate([best_sims[q], column])
+            keep = np.argsort(-both, kind="stable")[:k]
+            keep = keep[np.isfinite(both[keep])]
+            best_ids[q], best_sims[q] = [ids[j] for j in keep], both[keep]
+    hits = [
+        [(i, round(min(float(v), 1.0), 6)) for i, v in zip(ids, sims, strict=True)]
+        for ids, sims in zip(best_ids, best_sims, strict=True)
+    ]
+    return Scan(hits, searched, len(rows) - searched)
+
+
 def top_k(
     index: Vectors, query: np.ndarray, k: int, exclude: str | None = None
 ) -> list[tuple[str, float]]:

@@ -153,8 +153,6 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     progress(0.85, "Training and evaluating the model")
     report, artifact = trainset.fit(ts, emb, kind, backbones, ctx.views)
     fit_seconds = time.perf_counter() - started - embed_seconds
-    # Data health: keep the cross-validated predictions (the hook logs its own failures).
-    insights.after_training(ctx.sessions, ctx.blobs, ctx.recognizer, job, ts, kind, report)
     key = model_key(job)
     ctx.blobs.put(key, artifact)  # written before the row says "trained": never half a model
     metrics = trainset.shape_metrics(
@@ -170,6 +168,13 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     if version is None:  # the task was deleted meanwhile: keep no file for it
         ctx.blobs.delete(key)
         return "The task was deleted during training; nothing was kept."
+    # Data health from this training's cross-validation, only once its model is the one
+    # committed: a training that fails at the commit (labels changed) leaves the report of
+    # the model before it. The hook logs its own failures, never the training's.
+    features = trainset.features(emb, backbones)
+    insights.after_training(
+        ctx.sessions, ctx.blobs, ctx.recognizer, job, ts, kind, report, features
+    )
     _notify(ctx, "training_succeeded", job)
     return f"Model version {version} trained, accuracy {metrics['accuracy']}."
 

@@ -91,17 +91,22 @@ def without(ts: TrainingSet, gone: list[str]) -> TrainingSet:
     )
 
 
+def features(emb: EmbeddingSet, backbones: list[str]) -> tuple[np.ndarray, list[int]]:
+    """The images' embeddings side by side (rows in ``emb.image_ids`` order), block widths."""
+    X = np.concatenate([emb.vectors[(bb, "orig")] for bb in backbones], axis=1)
+    return X, [emb.vectors[(bb, "orig")].shape[1] for bb in backbones]
+
+
 def fit(
     ts: TrainingSet, emb: EmbeddingSet, kind: str, backbones: list[str], views: tuple[str, ...]
 ) -> tuple[dict[str, Any], bytes]:
     """Evaluate on the held-out split, then fit the deployed head on every image."""
-    X = np.concatenate([emb.vectors[(bb, "orig")] for bb in backbones], axis=1)
+    X, dims = features(emb, backbones)
     aug = (
         np.concatenate([emb.vectors[(bb, "flip")] for bb in backbones], axis=1)
         if "flip" in views
         else None
     )
-    dims = [emb.vectors[(bb, "orig")].shape[1] for bb in backbones]
     label_ids = [lbl.id for lbl in ts.labels]
     params = TrainParams()
     head_kind = cast(HeadKind, kind)

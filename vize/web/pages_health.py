@@ -13,8 +13,8 @@ from vize.errors import NotFound
 from vize.services import images as images_service
 from vize.services import insights as insights_service
 from vize.services import search as search_service
-from vize.services import similarity
 from vize.services.common import get_owned
+from vize.services.fairpool import Priority
 from vize.services.tasks import get_task
 from vize.web.pages_tasks import task_context
 from vize.web.render import redirect, render
@@ -23,7 +23,7 @@ from vize.web.session import Form, PageUser
 
 router = page_router()
 SIMILAR_SHOWN = 24
-SHOWN_SUSPICION = 0.5  # the smoothed probability of the given label is below one half
+SHOWN_SUSPICION = 0.5  # the cross-validated probability of the given label is below 1/2
 
 
 def _images(db: Session, ids: set[str]) -> dict[str, Image]:
@@ -125,16 +125,34 @@ def similar_page(task_id: str, image_id: str, request: Request, db: DB, user: Pa
 
 
 def _similar(state: AppState, user: User, task: Task, image: Image) -> list[tuple[str, float]]:
+    """The API's search by image id, with its limits (by id only: no URL is fetched)."""
     fields = {"task_id": task.id, "k": SIMILAR_SHOWN, "records": [{"_id": image.id}]}
     services = state.services
-    budget = services.fetcher.budget(state.settings, user.id)  # by id only: no URL is fetched
+    budget = services.fetcher.budget(state.settings, user.id)
     job = search_service.admit(
-        state.sessions, state.blobs, services.recognizer, state.settings, user, fields, budget
+        state.sessions,
+        state.blobs,
+        services.recognizer,
+        state.settings,
+        user,
+        fields,
+        budget,
+        limiter=services.limiter,
+        on_pending=services.after_upload,
     )
-    query = job.queries[0]
-    if query.vector is None:
-        return []
-    return similarity.top_k(job.index, query.vector, job.k, exclude=image.id)
+    pool = services.recognizer.pool
+    queries = pool.submit_for(
+        user.id,
+        Priority.INTERACTIVE,
+        search_service.answer,
+        state.sessions,
+        state.blobs,
+        services.recognizer,
+        state.settings,
+        job,
+        capped=job.costly,
+    ).result()
+    return queries[0].hits or []
 
 
 def leaked_test_images(db: Session, task: Task) -> set[str]:

@@ -66,7 +66,15 @@ def _admit(state: AppState, request: Request, fields: dict[str, Any] | VizeError
     services = state.services
     budget = services.fetcher.budget(state.settings, user.id)
     return svc.admit(
-        state.sessions, state.blobs, services.recognizer, state.settings, user, fields, budget
+        state.sessions,
+        state.blobs,
+        services.recognizer,
+        state.settings,
+        user,
+        fields,
+        budget,
+        limiter=services.limiter,
+        on_pending=services.after_upload,
     )
 
 
@@ -78,9 +86,18 @@ async def similar(
 ) -> dict[str, Any]:
     job = await run_in_threadpool(_admit, state, request, fields)
     recognizer = state.services.recognizer
-    # Decoding and the backbones in the fair pool, keyed by the user like classification.
+    # Decoding, the backbones and the scan in the fair pool, keyed by the user like
+    # classification; a large task's scan is costly (at most the user's share of workers).
     future = recognizer.pool.submit_for(
-        job.user_id, Priority.INTERACTIVE, svc.answer, recognizer, state.settings, job
+        job.user_id,
+        Priority.INTERACTIVE,
+        svc.answer,
+        state.sessions,
+        state.blobs,
+        recognizer,
+        state.settings,
+        job,
+        capped=job.costly,
     )
     await asyncio.wrap_future(future)
     root = base_url(request, state.settings)
@@ -94,6 +111,8 @@ async def similar(
         "task_id": job.task.id,
         "status": {"code": 200, "text": "OK" if not failed else f"{failed} record(s) failed"},
         "records": records,
+        # Task images not searched: their embedding is under way in the background.
+        "not_indexed": job.not_indexed,
     }
 
 
