@@ -1,15 +1,17 @@
-"""Dynamic batching of backbone forwards: one thread runs every forward on all the cores.
+"""Dynamic batching of backbone forwards: one forward at a time, on all the cores.
 
-Each forward of the process goes through one ``ForwardBatcher`` thread, whose ONNX sessions
-use every core (``intra_op_threads``). So one request on an idle server uses both cores of a
+Every forward of the process goes through one ``ForwardBatcher``, whose ONNX sessions use
+every core (``intra_op_threads``). So one request on an idle server uses both cores of a
 2-core machine (with one single-threaded session per request, a lone request used one), and
 concurrent requests do not oversubscribe: their images, queued while a forward runs, are
 merged into the next forward, which is also what makes batches fast.
 
-Callers (the inference pool's threads, which decode) block in :meth:`embed` until their rows
-are done. Interactive work goes first: the next forward takes queued interactive requests
-before any background one (embedding after uploads, training chunks), and never mixes the two,
-so a classification waits for at most one background forward of ``max_images``.
+No thread of its own: a caller that finds no forward running runs the next one itself
+(leader/followers), so a lone request pays no thread hand-off; callers that arrive meanwhile
+wait, and the first of them to see the forward finish runs the next batch, theirs and
+everyone else's queued. Interactive work goes first: a forward takes queued interactive
+requests before any background one (embedding after uploads, training chunks) and never mixes
+the two, so a classification waits for at most one background forward of ``max_images``.
 """
 
 from __future__ import annotations
@@ -40,19 +42,16 @@ class _Request:
 
 
 class ForwardBatcher:
-    def __init__(
-        self, embedder: Embedder, *, max_images: int = 16, name: str = "vize-forward"
-    ) -> None:
+    def __init__(self, embedder: Embedder, *, max_images: int = 16) -> None:
         if max_images < 1:
             raise ValueError("max_images must be >= 1")
         self.embedder = embedder
         self.max_images = max_images
         self._cond = threading.Condition()
         self._lanes: dict[Lane, deque[_Request]] = {lane: deque() for lane in Lane}
+        self._running = False
         self._closed = False
         self.forwards = 0  # forwards run (tests, metrics)
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
 
     def embed(self, name: str, batch: np.ndarray, lane: Lane = Lane.INTERACTIVE) -> np.ndarray:
         """Raw embeddings of ``batch`` (N, 3, S, S) with feature ``name``; blocks."""
@@ -63,14 +62,26 @@ class ForwardBatcher:
             if self._closed:
                 raise RuntimeError("the forward batcher is closed")
             self._lanes[lane].append(request)
-            self._cond.notify()
+        while not request.future.done():
+            with self._cond:
+                while self._running and not request.future.done():
+                    self._cond.wait()
+                if request.future.done():
+                    break
+                taken = self._take()  # ours is queued, so never empty
+                self._running = True
+            try:
+                self._run(taken)
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
         return request.future.result()
 
     def close(self) -> None:
+        """Refuse new work (forwards under way finish)."""
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
-        self._thread.join()
 
     def _take(self) -> list[_Request]:
         """The next forward (lock held): queued requests of the first non-empty lane with the
@@ -92,17 +103,6 @@ class ForwardBatcher:
             queue.extendleft(reversed(rest))
             return taken
         return []
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                taken = self._take()
-                while not taken:
-                    if self._closed:
-                        return
-                    self._cond.wait()
-                    taken = self._take()
-            self._run(taken)
 
     def _run(self, taken: list[_Request]) -> None:
         live = [r for r in taken if r.future.set_running_or_notify_cancel()]
