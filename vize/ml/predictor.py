@@ -11,8 +11,12 @@ import numpy as np
 
 HeadKind = Literal["multi_class", "multi_label"]
 HEAD_KINDS: tuple[HeadKind, ...] = ("multi_class", "multi_label")
-HEAD_FORMAT_VERSION = 1
+# 2 added ``view``; a version 1 head (trained before) reads as the whole-image view it used.
+HEAD_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 NORMALISATION = "l2_per_backbone"
+# How an image becomes the backbone's input (vize.ml.preprocess): the whole image resized.
+WHOLE_VIEW = "whole"
 
 
 class HeadFormatError(ValueError):
@@ -25,6 +29,8 @@ class Head:
 
     Features are each backbone's embedding divided by its L2 norm (so every backbone weighs
     the same regardless of its activation scale), concatenated in ``backbones`` order.
+    ``backbones`` are feature names (backbone and precision, ``vize.ml.backbones``) and
+    ``view`` the preprocessing the head was trained on: what serving must reproduce.
     """
 
     kind: HeadKind
@@ -35,6 +41,7 @@ class Head:
     block_dims: tuple[int, ...]  # embedding dim of each backbone, same order
     threshold: float = 0.5  # multi_label decision threshold
     normalisation: str = NORMALISATION
+    view: str = WHOLE_VIEW
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -49,6 +56,7 @@ class Head:
             block_dims=np.array(self.block_dims, dtype=np.int64),
             threshold=np.array(self.threshold),
             normalisation=np.array(self.normalisation),
+            view=np.array(self.view),
         )
         return buf.getvalue()
 
@@ -57,7 +65,7 @@ class Head:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 version = int(z["format_version"])
-                if version != HEAD_FORMAT_VERSION:
+                if version not in READABLE_VERSIONS:
                     raise HeadFormatError(f"unsupported head format version {version}")
                 kind = str(z["kind"])
                 if kind not in HEAD_KINDS:
@@ -71,6 +79,7 @@ class Head:
                     block_dims=tuple(int(d) for d in z["block_dims"]),
                     threshold=float(z["threshold"]),
                     normalisation=str(z["normalisation"]),
+                    view=str(z["view"]) if version >= 2 else WHOLE_VIEW,
                 )
         except (OSError, KeyError, ValueError) as exc:
             if isinstance(exc, HeadFormatError):

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from vize.db.tables import Embedding, Image, Job
+from vize.ml.batcher import Lane
 from vize.services.context import JobContext, ProgressFn
 from vize.services.fairpool import Priority
 from vize.services.recognition import Recognizer, cached_embeddings
@@ -65,6 +66,7 @@ def ensure_embeddings(
             recognizer,
             [(i, keys[i]) for i in c],
             views,
+            Lane(int(priority)),
         )
         for c in chunks
     ]
@@ -94,7 +96,11 @@ def ensure_embeddings(
 
 
 def _embed_chunk(
-    blobs: BlobStore, recognizer: Recognizer, chunk: list[tuple[str, str]], views: tuple[str, ...]
+    blobs: BlobStore,
+    recognizer: Recognizer,
+    chunk: list[tuple[str, str]],
+    views: tuple[str, ...],
+    lane: Lane,
 ) -> dict[tuple[str, str, str], np.ndarray]:
     present, prepared = [], []
     for image_id, key in chunk:
@@ -108,7 +114,7 @@ def _embed_chunk(
     if not prepared:
         return out
     for view in views:
-        emb = recognizer.embed_prepared(prepared, flip=view == "flip")
+        emb = recognizer.embed_prepared(prepared, flip=view == "flip", lane=lane)
         for bb, matrix in emb.items():
             for image_id, vec in zip(present, matrix, strict=True):
                 out[(image_id, bb, view)] = vec.astype(np.float32)

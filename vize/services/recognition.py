@@ -4,9 +4,14 @@ The server builds one ``Recognizer`` in its lifespan (an embedded job runner tra
 too); a ``vize worker`` builds its own. ONNX sessions load lazily, one per backbone any
 request or training asks for: ``VIZE_BACKBONE`` only chooses the backbones new trainings
 use, a model keeps being served with the backbones it was trained with. Heads are cached by
-model id (immutable once trained). Blocking work runs in the bounded pool ``pool``
-(``VIZE_INFERENCE_THREADS`` or ``VIZE_TRAIN_THREADS`` tasks), each session using one
-intra-op thread, so concurrent requests do not oversubscribe the CPU."""
+model id (immutable once trained). Blocking work (decoding) runs in the bounded pool ``pool``
+(``VIZE_INFERENCE_THREADS`` or ``VIZE_TRAIN_THREADS`` tasks); every forward goes through one
+``ForwardBatcher`` thread whose sessions use that many intra-op threads, so one request uses
+every core and concurrent ones are merged into batches instead of oversubscribing the CPU.
+
+``VIZE_PRECISION`` picks the precision of new trainings' backbones (feature names such as
+``efficientnet_lite0:int8``, see ``vize.ml.backbones``); a model is served with the feature
+names its head stores, so models trained in fp32 stay fp32."""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ from sqlalchemy.orm import Session
 from vize.config import Settings
 from vize.db.tables import Embedding
 from vize.errors import ConfigError
-from vize.ml.backbones import get_backbone_config, known_backbones
+from vize.ml.backbones import feature_name, get_backbone_config, known_backbones
+from vize.ml.batcher import ForwardBatcher, Lane
 from vize.ml.embedder import Embedder
 from vize.ml.predictor import Head, predict_proba
 from vize.ml.preprocess import decode_image, hflip, preprocess
@@ -33,6 +39,8 @@ from vize.storage import BlobStore
 
 HEAD_CACHE_SIZE = 2000
 VIEWS = ("orig", "flip")
+# Images in one forward at most: concurrent requests' images are merged up to this.
+MAX_FORWARD_IMAGES = 16
 
 
 @dataclass(frozen=True)
@@ -45,16 +53,21 @@ class Prepared:
 class Recognizer:
     def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
         self.settings = settings
-        self.backbones = check_backbones(settings.backbone_list)  # the ones trainings use
-        # Small ONNX batches: per image, batch 16 ran ~30% slower than batch 1-4 here (its
-        # activations no longer fit the CPU caches); see BENCHMARKS.md.
-        self.embedder = Embedder(settings.onnx_cache_dir, intra_op_threads=1, max_batch=4)
-        # Parallelism comes from this pool (one ONNX thread per task in it), never from
-        # threads inside a session, so pool size = cores in use, with no oversubscription.
-        # Shared fairly between users (one cannot hold every worker), serving before
-        # background embedding; decoding reserves its memory from one budget.
-        workers = pool_size or settings.inference_threads
-        self.pool = FairPool(max(1, workers), name="vize-infer")
+        # The feature names new trainings use (backbone + precision).
+        self.backbones = [
+            feature_name(name, settings.precision)
+            for name in check_backbones(settings.backbone_list)
+        ]
+        cores = max(1, pool_size or settings.inference_threads)
+        # One forward at a time, on every core (see ForwardBatcher): a lone request is as fast
+        # as the machine allows, concurrent ones are batched rather than oversubscribed.
+        self.embedder = Embedder(
+            settings.onnx_cache_dir, intra_op_threads=cores, max_batch=MAX_FORWARD_IMAGES
+        )
+        self.batcher = ForwardBatcher(self.embedder, max_images=MAX_FORWARD_IMAGES)
+        # Decoding runs in this pool, shared fairly between users (one cannot hold every
+        # worker), serving before background embedding; it reserves memory from one budget.
+        self.pool = FairPool(cores, name="vize-infer")
         self.budget = MemoryBudget(settings.max_decode_bytes)
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()
@@ -64,6 +77,7 @@ class Recognizer:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.batcher.close()
 
     def warm_up(self) -> None:
         """Convert/load every backbone now rather than on the first request."""
@@ -73,9 +87,10 @@ class Recognizer:
     # -- preprocessing -------------------------------------------------------------------
     def prepare(self, data: bytes, backbones: Sequence[str] | None = None) -> Prepared:
         """Decode once (at the largest input size), then resize per backbone (default: the
-        ones trainings use)."""
-        configs = [get_backbone_config(name) for name in backbones or self.backbones]
-        largest = max(c.input_size for c in configs)
+        ones trainings use); keyed by the feature names asked for."""
+        names = list(backbones or self.backbones)
+        configs = {name: get_backbone_config(name) for name in names}
+        largest = max(c.input_size for c in configs.values())
         img: Image.Image = decode_image(
             data,
             largest,
@@ -83,16 +98,22 @@ class Recognizer:
             max_bytes=self.settings.max_decode_bytes,
             budget=self.budget,
         )
-        return Prepared({c.name: preprocess(img, c) for c in configs})
+        return Prepared({name: preprocess(img, c) for name, c in configs.items()})
 
     # -- embeddings ----------------------------------------------------------------------
     def embed_prepared(
-        self, items: Sequence[Prepared], flip: bool = False, backbones: Sequence[str] = ()
+        self,
+        items: Sequence[Prepared],
+        flip: bool = False,
+        backbones: Sequence[str] = (),
+        lane: Lane = Lane.INTERACTIVE,
     ) -> dict[str, np.ndarray]:
+        """Raw embeddings per feature name, through the batcher (``lane``: background work
+        such as embedding after uploads yields to classification)."""
         out = {}
         for name in backbones or self.backbones:
             batch = np.stack([p.arrays[name] for p in items])
-            out[name] = self.embedder.embed(name, hflip(batch) if flip else batch)
+            out[name] = self.batcher.embed(name, hflip(batch) if flip else batch, lane)
         return out
 
     def head(self, model_id: str, artifact_key: str, blobs: BlobStore) -> Head:

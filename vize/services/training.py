@@ -15,6 +15,8 @@ from vize.db.engine import savepoint
 from vize.db.states import ACTIVE_JOB_STATES, JobKind, TrainStatus
 from vize.db.tables import ImageLabel, Job, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
+from vize.ml.backbones import split_feature
+from vize.ml.predictor import WHOLE_VIEW
 from vize.services import insights, jobstore, trainset
 from vize.services.context import JobContext, ProgressFn
 from vize.services.embeddings import ensure_embeddings
@@ -135,7 +137,7 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     if begun is None:
         return "Nothing to do (model already trained or task deleted)."
     ts, kind = begun
-    backbones = list(ctx.settings.backbone_list)
+    backbones = list(ctx.recognizer.backbones)  # feature names: backbone and precision
     _notify(ctx, "training_started", job)
     started = time.perf_counter()
     progress(0.02, f"Preparing {len(ts.image_ids)} images")
@@ -158,6 +160,12 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     metrics = trainset.shape_metrics(
         report, ts.labels, ts, backbones, time.perf_counter() - started
     )
+    # What serving reproduces (also stored in the head): feature names say the precision.
+    metrics["features"] = {
+        "backbones": [split_feature(name)[0] for name in backbones],
+        "precision": [split_feature(name)[1] for name in backbones],
+        "view": WHOLE_VIEW,
+    }
     metrics["embed_seconds"] = round(embed_seconds, 3)
     metrics["fit_seconds"] = round(fit_seconds, 3)
     try:
