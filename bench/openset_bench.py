@@ -116,12 +116,14 @@ def run_split(api: Api, data: dict[str, list[Path]], seed: int, k: int) -> dict[
     return {
         "seed": seed,
         "seen": seen,
-        "unseen_unknown": _share([a is None for a, s in zip(answer, is_seen) if not s]),
+        "unseen_unknown": _share(
+            [a is None for a, s in zip(answer, is_seen, strict=True) if not s]
+        ),
         "seen_correct": _share(
             [a == t for a, t, s in zip(answer, truth, is_seen, strict=True) if s]
         ),
         "baseline_unseen_unknown": _share(
-            [a is None for a, s in zip(base_answer, is_seen) if not s]
+            [a is None for a, s in zip(base_answer, is_seen, strict=True) if not s]
         ),
         "baseline_seen_correct": _share(
             [a == t for a, t, s in zip(base_answer, truth, is_seen, strict=True) if s]
