@@ -35,7 +35,7 @@ from vize.ml.predictor import Head, decision_scores, normalise_features
 
 METHOD = "energy+knn3"
 PROB_METHOD = "probability"  # multi_label: a threshold per tag on its probability
-KEEP = 0.9
+KEEP = 0.85
 K_NEIGHBOURS = 3
 # Reference embeddings kept per label (a deterministic sample beyond): bounds the artifact
 # (float16: 200 x 1280 x 2 B = 0.5 MB per label) and the per-request similarity cost.
