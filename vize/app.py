@@ -18,7 +18,17 @@ from itsdangerous import URLSafeTimedSerializer
 from vize import __version__, web
 from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
 from vize.api.limits import install_request_gate
-from vize.api.routes import account, classify, images, labels, models, similar, tasks, training
+from vize.api.routes import (
+    account,
+    classify,
+    images,
+    labels,
+    models,
+    review,
+    similar,
+    tasks,
+    training,
+)
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
@@ -32,6 +42,7 @@ from vize.services.fetch import UrlFetcher
 from vize.services.limits import Counter, Limiter
 from vize.services.orphans import OrphanSweeper
 from vize.services.recognition import Recognizer, check_backbones
+from vize.services.review import Review
 from vize.storage import open_blob_store
 
 API_PREFIXES = ("/v2", "/recognition/v2")
@@ -52,7 +63,7 @@ def load_secret(settings: Settings) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(note_workspace)])
-    for module in (tasks, labels, images, account, training, models, classify, similar):
+    for module in (tasks, labels, images, account, training, models, classify, similar, review):
         router.include_router(module.router)
     return router
 
@@ -143,11 +154,13 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
     metrics = Metrics(state.sessions, recognizer.pool.queued)
     # Counted where the embedding happens: trainings and embed jobs of this process.
     recognizer.on_embeddings = metrics.observe_embeddings
+    classifier = Classifier(settings, state.sessions, state.blobs, recognizer, limiter, fetcher)
+    classifier.on_stored = Review(settings, state.sessions, state.blobs).store  # store_images
     return Services(
         counter=counter,
         limiter=limiter,
         recognizer=recognizer,
-        classifier=Classifier(settings, state.sessions, state.blobs, recognizer, limiter, fetcher),
+        classifier=classifier,
         runner=runner,
         jobs=jobs,
         after_upload=(

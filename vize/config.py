@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     secret_key: str = Field("", description="Signs session cookies; default: generated once.")
     default_user: str = Field("admin", description="User created on first start (empty: none).")
     min_images_per_label: int = Field(20, description="Images each label needs to train.")
+    review_max_predictions: int = Field(
+        1000,
+        ge=1,
+        description="Images kept for review per task (store_images); the oldest go beyond.",
+    )
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest image accepted.")
     max_image_pixels: int = Field(40_000_000, description="Decompression-bomb guard.")
     max_decode_bytes: int = Field(

@@ -6,6 +6,7 @@ import io
 import json
 import stat
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,18 @@ def test_train_classify_models(
     assert any(line.startswith("*") and line.split()[1] == "1" for line in run.out.splitlines())
     run = cli("models", "deploy", "cifar", "99")
     assert run.code == 1 and "not a trained model" in run.err
+    # export-model: the deployed version by default, as a zip the SDK downloads too.
+    out = tmp_path / "model.zip"
+    run = cli("export-model", "cifar", "-o", str(out))
+    assert run.code == 0 and "model.zip" in run.out, run.err
+    with zipfile.ZipFile(out) as zf:
+        assert {"model.onnx", "labels.json", "thresholds.json"} <= set(zf.namelist())
+        labels = json.loads(zf.read("labels.json"))
+    assert sorted(lbl["name"] for lbl in labels) == sorted(LABELS)
+    model = vize.models.version(vize.tasks.resolve("cifar"), 1)
+    assert model is not None and vize.models.export(model.id)[:2] == b"PK"
+    run = cli("export-model", "cifar", "--version", "99", "-o", str(tmp_path / "x.zip"))
+    assert run.code == 1 and "no model version 99" in run.err
 
 
 def test_train_failure_exit_code_names_reason(cli: Cli, tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ class TaskPatch(BaseModel):
     description: str | None = None
     production_version: int | None = Field(None, description="Deploy this trained version")
     webhook_url: str | None = Field(None, description="POSTed to when a training ends")
+    unknown: str | None = Field(
+        None, description="When to answer 'unknown': off, auto (calibrated) or a probability"
+    )
 
 
 class LabelIn(BaseModel):
@@ -147,6 +150,7 @@ def task_out(task: Task, counts: dict[str, tuple[int, int]] | None = None) -> di
         "last_train_state": task.last_train_status,
         "workspace": default_workspace(task.owner_id),
         "negative_label": task.negative_label_id,
+        "unknown": task.unknown,
         "webhook_url": task.webhook_url,
         "webhook_secret": task.webhook_secret,
         "labels": [label_out(lbl, counts) for lbl in task.labels],

@@ -407,6 +407,21 @@ def cmd_models_deploy(args: argparse.Namespace, client: VizeClient) -> int:
     return 0
 
 
+@_with_client
+def cmd_export_model(args: argparse.Namespace, client: VizeClient) -> int:
+    task = client.tasks.resolve(args.task)
+    version = args.version if args.version is not None else task.production_version
+    model = client.models.version(task, version)
+    if model is None:
+        print(f"Task {task.name!r} has no model version {version}.", file=sys.stderr)
+        return 1
+    data = client.models.export(model.id)
+    out = Path(args.output or f"{task.name}-v{model.version}.zip".replace("/", "_"))
+    out.write_bytes(data)
+    print(f"Wrote {out} ({len(data) / 2**20:.1f} MB): model.onnx, labels.json, README.md, ...")
+    return 0
+
+
 # -- argument parsing ----------------------------------------------------------------------------
 
 
@@ -558,3 +573,12 @@ def _register_models(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("task", help="task id or name")
     p.add_argument("version", type=int)
     p.set_defaults(func=cmd_models_deploy)
+    p = sub.add_parser(
+        "export-model",
+        parents=[common],
+        help="download a trained model as a zip (ONNX + labels + thresholds) for onnxruntime",
+    )
+    p.add_argument("task", help="task id or name")
+    p.add_argument("--version", type=int, help="model version (default: the deployed one)")
+    p.add_argument("-o", "--output", help="zip file to write (default: <task>-v<N>.zip)")
+    p.set_defaults(func=cmd_export_model)

@@ -420,6 +420,12 @@ class Models(_Resource):
         """The model of ``task`` with this version number, if it exists."""
         return next((m for m in self.iter(task) if m.version == version), None)
 
+    def export(self, model: Ref) -> bytes:
+        """The model as a zip to run without the server: ``model.onnx`` (uint8 images in,
+        ``probabilities`` out), ``labels.json``, ``preprocess.json``, ``thresholds.json``
+        and a README with an onnxruntime example."""
+        return self._http.request("GET", f"model/{ref(model)}/export/").content
+
     def deploy(self, task: Ref, version: int) -> Task:
         """Serve ``version`` for classifications that do not ask for a version."""
         body = {"production_version": version}

@@ -27,3 +27,11 @@ class TrainStatus(StrEnum):
     TRAINING = "training"
     TRAINED = "trained"
     FAILED = "failed"
+
+
+class PredictionStatus(StrEnum):
+    """``Prediction.status``: waiting in the review queue, or reviewed."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DISMISSED = "dismissed"

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vize.db.states import JobState, TrainStatus
+from vize.db.states import JobState, PredictionStatus, TrainStatus
 
 
 def new_id() -> str:
@@ -117,6 +117,9 @@ class Task(Base):
     production_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     last_train_status: Mapped[str] = mapped_column(String(20), default="")
     negative_label_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # When to answer "unknown": "off", "auto" (the model's calibrated thresholds) or a
+    # probability ("0.6"); a classify request's ``threshold`` overrides it.
+    unknown: Mapped[str] = mapped_column(String(20), default="off", server_default="off")
     webhook_url: Mapped[str] = mapped_column(String(2000), default="")
     # Signs webhook bodies (HMAC-SHA256); shown to the owner only, with the task.
     webhook_secret: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
@@ -241,3 +244,31 @@ class TaskInsight(Base):
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     computed: Mapped[datetime | None] = mapped_column(nullable=True)
     kept: Mapped[dict[str, Any]] = mapped_column(default=dict)  # image id -> kept at (ISO)
+
+
+class Prediction(Base):
+    """A classified image kept for review (``store_images: true``): its file (content
+    addressed like training images, so accepting it copies nothing) and what the model said.
+    One row per task and image content: classifying the same bytes again updates it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("task_id", "sha256", name="uq_predictions_task_sha256"),
+        Index("ix_predictions_task_status_score", "task_id", "status", "uncertainty"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    model_version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(255), index=True)
+    thumb_key: Mapped[str] = mapped_column(String(255), index=True)
+    # The answer: best label id (None = "unknown"), its probability, every label's.
+    label_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    prob: Mapped[float] = mapped_column(Float)
+    # 1 - the model's confidence in its answer: the review queue's order (active learning).
+    uncertainty: Mapped[float] = mapped_column(Float)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # label id -> probability
+    status: Mapped[str] = mapped_column(String(20), default=PredictionStatus.PENDING)
+    image_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # once accepted
+    created: Mapped[datetime] = mapped_column(default=utcnow)

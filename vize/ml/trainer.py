@@ -339,19 +339,37 @@ def cross_val_predictions(
 ) -> tuple[np.ndarray | None, int]:
     """Out-of-fold probabilities (N, labels) of a stratified k-fold: each sample scored by
     the head that did not see it (what mislabel detection needs) -> (probs, folds)."""
+    logits, k = cross_val_logits(X, targets, labels, kind, params, dims, ids, augment)
+    if logits is None:
+        return None, 0
+    return (softmax(logits) if kind == "multi_class" else sigmoid(logits)), k
+
+
+def cross_val_logits(
+    X: np.ndarray,
+    targets: np.ndarray,
+    labels: Sequence[str],
+    kind: HeadKind,
+    params: TrainParams,
+    dims: tuple[int, ...],
+    ids: Sequence[Any],
+    augment: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, int]:
+    """``cross_val_predictions`` before the softmax/sigmoid: the unknown-answer calibration
+    needs the logits (their log-sum-exp), which the probabilities no longer hold."""
     k = min(params.cv_folds, len(X))
     if k < 2:
         return None, 0
     strata = _strata(targets, kind)
     fold = stratified_folds(strata, ids, k, params.seed)
-    probs = np.zeros((len(X), len(labels)))
+    logits = np.zeros((len(X), len(labels)))
     for f in range(k):
         test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         if len({strata[i] for i in train}) < 2 and kind == "multi_class":
             return None, 0
         head = _fit_subset(X, targets, train, labels, kind, params, dims, augment)
-        probs[test] = head_scores(head, X[test])
-    return probs, k
+        logits[test] = decision_scores(head, normalise_features(X[test], head.block_dims))
+    return logits, k
 
 
 def evaluate(
@@ -393,14 +411,16 @@ def evaluate(
     else:
         result |= {"accuracy": None, "per_label": {}, "confusion_matrix": [], "test": []}
     result["test_ids"] = [ids[i] for i in test_idx]
-    cv_probs, folds = cross_val_predictions(X, targets, labels, kind, params, dims, ids, augment)
-    cv_acc = None
-    if cv_probs is not None:
+    cv_logits, folds = cross_val_logits(X, targets, labels, kind, params, dims, ids, augment)
+    cv_probs, cv_acc = None, None
+    if cv_logits is not None:
+        cv_probs = softmax(cv_logits) if kind == "multi_class" else sigmoid(cv_logits)
         cv_pred = _predict_labels(cv_probs, kind, params.threshold)
         cv_acc = float((cv_pred == targets.astype(bool)).all(axis=1).mean())
     # Out-of-fold probabilities, rows in ``ids`` order: data-health insights read them.
     probs_json = None if cv_probs is None else cv_probs.round(6).tolist()
     result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": probs_json}
+    result["cv_logits"] = cv_logits  # an array, for the unknown calibration (not stored)
     return result
 
 

@@ -22,7 +22,7 @@ from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.ml.backbones import get_backbone_config
 from vize.ml.predictor import Head
 from vize.ml.preprocess import ImageDecodeError, ImageTooLarge, UnsupportedFormat, decode_cost
-from vize.services import batch
+from vize.services import batch, unknown
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
 from vize.services import usage as usage_service
@@ -54,11 +54,17 @@ class Ask:
     version: Any
     records: list[Any]
     descriptor: bool
+    threshold: str | None = None  # "off" | "auto" | a probability; None: the task's setting
+    store_images: bool = False  # keep each image with its answer for review
 
 
 # The request's user from a database session: raises Unauthorized for a bad credential.
 Authenticate = Callable[[Session], User]
 Parse = Callable[[dict[str, Any]], Ask]
+# (job, decoded records, probabilities, decision scores or None, the answered records)
+StoreHook = Callable[
+    ["Admitted", list[Any], np.ndarray, np.ndarray | None, list[dict[str, Any]]], None
+]
 
 
 def _checked_records(records: Any) -> list[Any]:
@@ -74,7 +80,13 @@ def parse_v2(fields: dict[str, Any]) -> Ask:
         version=fields.get("version"),
         records=_checked_records(fields.get("records")),
         descriptor=str(fields.get("descriptor", 0)).lower() in ("1", "true"),
+        threshold=unknown.parse_setting(fields.get("threshold")),
+        store_images=truthy(fields.get("store_images")),
     )
+
+
+def truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true") if value is not None else False
 
 
 @dataclass
@@ -144,6 +156,8 @@ class Classifier:
     ) -> None:
         self.settings, self.sessions, self.blobs = settings, sessions, blobs
         self.recognizer, self.limiter, self.fetcher = recognizer, limiter, fetcher
+        # Keeps the images of a request with ``store_images`` for review (the app sets it).
+        self.on_stored: StoreHook | None = None
 
     @property
     def pool(self) -> FairPool:
@@ -171,6 +185,17 @@ class Classifier:
         cost = sum(decode_cost(d, size, limit) for d in data if isinstance(d, bytes))
         return Admitted(user.id, ask, dep, data, cost)
 
+    def answer_unknown(
+        self, job: Admitted, probs: np.ndarray, desc: np.ndarray, results: list[dict[str, Any]]
+    ) -> np.ndarray | None:
+        """ "unknown" answers (vize.services.unknown): the request's threshold, else the
+        task's setting."""
+        setting = job.ask.threshold or job.dep.task.unknown or unknown.OFF
+        cal = None
+        if setting == unknown.AUTO and len(probs):
+            cal = unknown.calibration(job.dep.model.id, job.dep.model.artifact_key, self.blobs)
+        return unknown.apply(setting, job.dep.head, cal, probs, desc, results)
+
     def infer(self, job: Admitted) -> dict[str, Any]:
         """Decode, predict, count the usage, and answer every record."""
         prepared = decode_records(self.recognizer, job.data, job.dep.head.backbones)
@@ -181,6 +206,9 @@ class Classifier:
             with self.sessions.begin() as db:
                 usage_service.record_classifications(db, job.user_id, len(good))
         results = build_records(job.dep, job.ask, prepared, probs, desc)
+        scores = self.answer_unknown(job, probs, desc, results)
+        if job.ask.store_images and self.on_stored is not None:
+            self.on_stored(job, prepared, probs, scores, results)
         return batch.envelope(results, task_id=job.dep.task.id, version=job.dep.model.version)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vize.config import Settings
 from vize.db.engine import savepoint
-from vize.db.tables import Image, ImageLabel, Label, TaskLabel, User, new_id
+from vize.db.tables import Image, ImageLabel, Label, Prediction, TaskLabel, User, new_id
 from vize.errors import InvalidInput, VizeError
 from vize.ml.preprocess import Budget
 from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
@@ -50,7 +50,13 @@ def key_in_use(sessions: sessionmaker[Session], key: str) -> bool:
     older one could read a snapshot from before a commit that happened after the file moved."""
     with sessions() as db:
         used = select(Image.id).where(or_(Image.blob_key == key, Image.thumb_key == key))
-        return db.scalar(used.limit(1)) is not None
+        if db.scalar(used.limit(1)) is not None:
+            return True
+        # Images kept for review share the content-addressed keys (vize.services.review).
+        kept = select(Prediction.id).where(
+            or_(Prediction.blob_key == key, Prediction.thumb_key == key)
+        )
+        return db.scalar(kept.limit(1)) is not None
 
 
 def remove_blob(sessions: sessionmaker[Session], blobs: BlobStore, key: str) -> bool:

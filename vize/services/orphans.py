@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from vize.config import Settings
-from vize.db.tables import Image, Model
+from vize.db.tables import Image, Model, Prediction
 from vize.services.images import key_in_use, remove_blob
 from vize.storage import BlobStore
 from vize.storage.blobs import TMP_PREFIX, trash_origin
@@ -34,6 +34,8 @@ def referenced_keys(db: Session) -> set[str]:
     for blob_key, thumb_key in db.execute(select(Image.blob_key, Image.thumb_key)):
         keys.update((blob_key, thumb_key))
     keys.update(k for k in db.scalars(select(Model.artifact_key)) if k)
+    for blob_key, thumb_key in db.execute(select(Prediction.blob_key, Prediction.thumb_key)):
+        keys.update((blob_key, thumb_key))
     return keys
 
 

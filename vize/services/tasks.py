@@ -23,6 +23,7 @@ from vize.services.common import (
     text_field,
 )
 from vize.services.models import trained_version
+from vize.services.unknown import INVALID, parse_setting
 from vize.storage import BlobStore
 
 log = logging.getLogger("vize.storage")
@@ -60,6 +61,11 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
         out["description"] = text_field(fields["description"], "description", LONG_TEXT)
     if "webhook_url" in fields:
         out["webhook_url"] = _webhook_url(fields["webhook_url"])
+    if "unknown" in fields:
+        setting = parse_setting(fields["unknown"], "unknown")
+        if setting is None:
+            raise InvalidInput(INVALID.format(field="unknown"), code="invalid_threshold")
+        out["unknown"] = setting
     if "type" in fields and fields["type"] not in TASK_TYPES:
         raise InvalidInput(
             f"Task type must be one of {', '.join(TASK_TYPES)}.", code="invalid_task_type"

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vize.db.tables import Image, ImageLabel, Label, Task
+from vize.ml import openset
 from vize.ml.predictor import HeadKind
 from vize.ml.trainer import TrainParams, evaluate, train_head
 from vize.services.embeddings import EmbeddingSet
@@ -131,7 +132,13 @@ def fit(
         block_dims=dims,
         augment=aug,
     )
-    return report, head.to_bytes()
+    # Unknown answers: thresholds from the cross-validated predictions, kept in the artifact.
+    calibration = openset.calibrate(
+        head, X, openset.target_matrix(head, ts.y), report.pop("cv_logits", None)
+    )
+    names = [lbl.name for lbl in ts.labels]
+    report["thresholds"] = openset.summary(calibration, names, label_ids)
+    return report, openset.bundle(head, calibration)
 
 
 def shape_metrics(
@@ -173,6 +180,7 @@ def shape_metrics(
         "train_images": report.get("n_train"),
         "test_images": report.get("n_test"),
         "skipped_images": ts.skipped,
+        "thresholds": report.get("thresholds"),
         "backbone": "+".join(backbones),
         "train_seconds": round(seconds, 3),
     }

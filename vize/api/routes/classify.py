@@ -19,7 +19,8 @@ from vize.api.deps import (
 )
 from vize.api.routing import SlashRouter
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
-from vize.services.classify import Ask, Classifier, Parse, parse_v2
+from vize.services import unknown
+from vize.services.classify import Ask, Classifier, Parse, parse_v2, truthy
 from vize.services.fairpool import Priority
 
 router = SlashRouter(tags=["classification"])
@@ -37,6 +38,14 @@ CLASSIFY_DOC = {
                         "task": {"type": "string", "format": "uuid"},
                         "version": {"type": "integer"},
                         "descriptor": {"type": "integer", "enum": [0, 1]},
+                        "threshold": {
+                            "description": "off | auto | a probability: below it the "
+                            "answer is 'unknown' (default: the task's 'unknown' setting)"
+                        },
+                        "store_images": {
+                            "type": "boolean",
+                            "description": "Keep the images with their answers for review",
+                        },
                         "records": {
                             "type": "array",
                             "maxItems": 10,
@@ -90,6 +99,8 @@ V1_DOC = {
                         "image_url": {"type": "string"},
                         "image_base64": {"type": "string"},
                         "version": {"type": "integer"},
+                        "threshold": {"type": "string"},
+                        "store_images": {"type": "boolean"},
                     },
                 }
             }
@@ -131,6 +142,8 @@ def _v1_request(max_bytes: int, fields: dict[str, Any]) -> Ask:
         version=fields.get("version"),
         records=[_v1_record(max_bytes, fields)],
         descriptor=False,
+        threshold=unknown.parse_setting(fields.get("threshold")),
+        store_images=truthy(fields.get("store_images")),
     )
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, PagingDep, State
+from vize.api.deps import DB, CurrentUser, PagingDep, ServicesDep, State
 from vize.api.routing import SlashRouter
 from vize.api.schemas import model_out, page_out
+from vize.services import export as export_service
 from vize.services import models as models_service
 from vize.services import tasks as tasks_service
 
@@ -42,3 +43,20 @@ def delete_model(model_id: str, state: State, user: CurrentUser) -> Response:
         except Exception:  # the orphan sweep removes what is left
             logging.getLogger("vize.storage").exception("could not remove %s", key)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{model_id}/export/",
+    summary="Download the model as a zip (ONNX, labels, preprocessing, thresholds)",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def export_model(model_id: str, state: State, services: ServicesDep, user: CurrentUser) -> Response:
+    with state.sessions() as db:
+        model = models_service.get_model(db, user, model_id)
+        name, data = export_service.export_zip(db, services.recognizer, state.blobs, model)
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
