@@ -86,6 +86,11 @@ class ImageJsonIn(BaseModel):
 class LabelValueIn(BaseModel):
     label_id: str
     value: float | None = Field(None, description="The label's value on this image")
+    move: bool = Field(
+        False,
+        description="Categorization tasks give an image one label: with true, a label the "
+        "image has in such a task is replaced by this one (else 409 label_conflict)",
+    )
 
 
 class ImagesUpdateIn(BaseModel):
@@ -100,6 +105,9 @@ class ImagesUpdateIn(BaseModel):
     unmark_test: bool = Field(False, alias="unmark-test")
     mark_real: bool = Field(False, alias="mark-real")
     unmark_real: bool = Field(False, alias="unmark-real")
+    move: bool = Field(
+        False, description="labels-add replaces the image's label in a categorization task"
+    )
 
 
 def iso(value: datetime | None) -> str | None:

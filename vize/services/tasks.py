@@ -22,6 +22,7 @@ from vize.services.common import (
     paginate,
     text_field,
 )
+from vize.services.conflicts import check_attach
 from vize.services.models import trained_version
 from vize.storage import BlobStore
 
@@ -158,6 +159,10 @@ def _attached_anywhere(db: Session, label_id: str) -> bool:
 
 
 def add_label(db: Session, task: Task, label: Label) -> Task:
+    """Attach ``label``: refused (409) if the task has a label of that name, or if in a
+    categorization task some image would then carry two of its labels."""
+    if label not in task.labels:
+        check_attach(db, task, label)
     append_link(db, task, "labels", label)
     return task
 

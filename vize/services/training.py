@@ -15,7 +15,7 @@ from vize.db.engine import savepoint
 from vize.db.states import ACTIVE_JOB_STATES, JobKind, TrainStatus
 from vize.db.tables import ImageLabel, Job, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
-from vize.services import insights, jobstore, trainset
+from vize.services import conflicts, insights, jobstore, trainset
 from vize.services.context import JobContext, ProgressFn
 from vize.services.embeddings import ensure_embeddings
 
@@ -44,6 +44,13 @@ def check_trainable(db: Session, task: Task, min_images: int) -> None:
     if not trainable:
         raise InvalidInput(
             "A tagging task needs at least 1 tag to train.", code="not_enough_labels"
+        )
+    doubled = conflicts.task_conflicts(db, task)
+    if doubled:  # learning from both labels would teach the model two answers for one image
+        raise conflicts.LabelConflict(
+            f"{len(doubled)} image(s) carry two labels of this categorization task, where an "
+            f"image has one: {conflicts.describe(doubled)}. Keep one label on each, then train.",
+            extra=conflicts.conflicts_extra(doubled),
         )
     counts = label_counts(db, task)
     short = [lbl for lbl in trainable if counts[lbl.id] < min_images]
