@@ -27,3 +27,11 @@ class TrainStatus(StrEnum):
     TRAINING = "training"
     TRAINED = "trained"
     FAILED = "failed"
+
+
+class DeployPolicy(StrEnum):
+    """``Task.deploy_policy``: what a finished training does to the deployed version."""
+
+    ALWAYS = "always"  # the newest trained version is deployed
+    IF_BETTER = "if_better"  # only if its cross-validated accuracy beats the deployed one
+    NEVER = "never"  # the owner deploys by hand

@@ -23,6 +23,7 @@ from vize.services.common import (
     text_field,
 )
 from vize.services.conflicts import check_attach
+from vize.services.deploy import check_policy
 from vize.services.models import trained_version
 from vize.storage import BlobStore
 
@@ -61,6 +62,8 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
         out["description"] = text_field(fields["description"], "description", LONG_TEXT)
     if "webhook_url" in fields:
         out["webhook_url"] = _webhook_url(fields["webhook_url"])
+    if "deploy_policy" in fields:
+        out["deploy_policy"] = check_policy(fields["deploy_policy"])
     if "type" in fields and fields["type"] not in TASK_TYPES:
         raise InvalidInput(
             f"Task type must be one of {', '.join(TASK_TYPES)}.", code="invalid_task_type"

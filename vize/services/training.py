@@ -15,7 +15,7 @@ from vize.db.engine import savepoint
 from vize.db.states import ACTIVE_JOB_STATES, JobKind, TrainStatus
 from vize.db.tables import ImageLabel, Job, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
-from vize.services import conflicts, insights, jobstore, trainset
+from vize.services import conflicts, deploy, insights, jobstore, trainset
 from vize.services.context import JobContext, ProgressFn
 from vize.services.embeddings import ensure_embeddings
 
@@ -123,6 +123,8 @@ def latest_training(db: Session, task: Task) -> dict[str, Any]:
         "error": job.error or (model.error if model else ""),
         "model_id": job.model_id,
         "model_version": model.version if model else None,
+        # Whether the training deployed its version, and why (None until it has trained).
+        "deploy": model.deploy_decision if model else None,
     }
 
 
@@ -170,15 +172,17 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     metrics["embed_seconds"] = round(embed_seconds, 3)
     metrics["fit_seconds"] = round(fit_seconds, 3)
     try:
-        version = _commit_model(ctx, job, key, metrics, ts)
+        committed = _commit_model(ctx, job, key, metrics, ts)
     except LabelsChanged:
         ctx.blobs.delete(key)
         raise
-    if version is None:  # the task was deleted meanwhile: keep no file for it
+    if committed is None:  # the task was deleted meanwhile: keep no file for it
         ctx.blobs.delete(key)
         return "The task was deleted during training; nothing was kept."
     _notify(ctx, "training_succeeded", job)
-    return f"Model version {version} trained, accuracy {metrics['accuracy']}."
+    version, decision = committed
+    accuracy = deploy.pct(metrics.get("accuracy"))
+    return f"Model version {version} trained, accuracy {accuracy}. {decision['reason']}"
 
 
 def _check_labels_kept(task: Task, ts: trainset.TrainingSet) -> None:
@@ -250,7 +254,8 @@ class LabelsChanged(Conflict):
 
 def _commit_model(
     ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], ts: trainset.TrainingSet
-) -> int | None:
+) -> tuple[int, dict[str, Any]] | None:
+    """The version as trained, and deployed or not by the task's policy (with the reason)."""
     with ctx.sessions.begin() as db:
         task, model = _locked(db, job)
         if model is None or task is None:  # deleted with its task (cascade)
@@ -260,6 +265,21 @@ def _commit_model(
         model.images_count = len(ts.image_ids)
         model.train_status, model.progress, model.finished = TrainStatus.TRAINED, 1.0, now()
         task.last_train_status = TrainStatus.TRAINED
-        if not task.production_pinned:
+        current = _deployed(db, task)
+        decision = deploy.decide(task.deploy_policy, model.version, metrics, current)
+        model.deploy_decision = decision
+        if decision["deployed"]:
             task.production_version = model.version
-        return model.version
+        return model.version, decision
+
+
+def _deployed(db: Session, task: Task) -> tuple[int, dict[str, Any]] | None:
+    """The version in production and its metrics, if one is."""
+    if task.production_version < 0:
+        return None
+    model = db.scalar(
+        select(Model).where(Model.task_id == task.id, Model.version == task.production_version)
+    )
+    if model is None or model.train_status != TrainStatus.TRAINED:
+        return None
+    return model.version, dict(model.metrics or {})

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vize.api.schemas import model_out
-from vize.db.states import TrainStatus
+from vize.db.states import DeployPolicy, TrainStatus
 from vize.db.tables import Label, Task, User
 from vize.errors import NotFound
 from vize.services import images as images_service
@@ -17,6 +17,20 @@ from vize.services import labels as labels_service
 from vize.services import models as models_service
 
 HEAT_STEPS = 10
+DEPLOY_POLICIES = [
+    (
+        DeployPolicy.IF_BETTER.value,
+        "Deploy only if better",
+        "The new version replaces the deployed one only if its cross-validated accuracy is "
+        "higher (recommended).",
+    ),
+    (DeployPolicy.ALWAYS.value, "Always deploy", "Every newly trained version is deployed."),
+    (DeployPolicy.NEVER.value, "Never deploy automatically", "You choose the version by hand."),
+]
+
+
+def policy_title(policy: str) -> str:
+    return next((title for value, title, _ in DEPLOY_POLICIES if value == policy), policy)
 
 
 @dataclass(frozen=True)
