@@ -237,6 +237,18 @@ def get_image(db: Session, user: User, image_id: object) -> Image:
     return get_owned(db, Image, image_id, user.id, "Training image")
 
 
+def images_by_id(db: Session, user: User, ids: list[str]) -> dict[str, Image]:
+    """The user's images among ``ids`` (those deleted since are simply absent)."""
+    if not ids:
+        return {}
+    stmt = (
+        select(Image)
+        .where(Image.owner_id == user.id, Image.id.in_(ids))
+        .options(selectinload(Image.labels))
+    )
+    return {img.id: img for img in db.scalars(stmt)}
+
+
 def still_exists(db: Session, image: Image) -> bool:
     """A fresh look for the row (not the session's copy): a concurrent delete may have won."""
     return db.scalar(select(Image.id).where(Image.id == image.id)) is not None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,8 +147,38 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     if begun is None:
         return "Nothing to do (model already trained or task deleted)."
     ts, kind = begun
+    with _started_notice(ctx, job):
+        return _train(ctx, job, ts, kind, progress)
+
+
+@contextmanager
+def _started_notice(ctx: JobContext, job: Job) -> Iterator[None]:
+    """The "training started" notification, only for a training still running after
+    ``notify_start_after_seconds``: a short one sends a single notice, when it ends."""
+    delay = ctx.settings.notify_start_after_seconds
+    if delay <= 0:
+        _notify(ctx, "training_started", job)
+        yield
+        return
+    if not (job.task_id and job.model_id):
+        yield
+        return
+    # Ids, not the job row: the timer's thread must not touch the caller's ORM objects.
+    args = ("training_started", job.task_id, job.model_id)
+    timer = threading.Timer(delay, ctx.notifier, args=args)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def _train(
+    ctx: JobContext, job: Job, ts: trainset.TrainingSet, kind: str, progress: ProgressFn
+) -> str:
     backbones = list(ctx.settings.backbone_list)
-    _notify(ctx, "training_started", job)
     started = time.perf_counter()
     progress(0.02, f"Preparing {len(ts.image_ids)} images")
     emb = ensure_embeddings(
