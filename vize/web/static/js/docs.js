@@ -10,5 +10,6 @@ window.addEventListener("DOMContentLoaded", function () {
     deepLinking: true,
     presets: [window.SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
+    validatorUrl: null,  /* no badge fetched from the validator's site */
   });
 });

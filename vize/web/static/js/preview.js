@@ -104,9 +104,11 @@
     thumb.addEventListener("error", function () { thumb.removeAttribute("src"); });
     var caption = document.createElement("span");
     caption.className = "recent-label";
-    caption.textContent = entry.error ? "Error" : entry.top.name + " " + window.Vize.formatPct(Number(entry.top.prob) || 0);
-    button.setAttribute("aria-label", "Show try: " + caption.textContent);
-    button.append(thumb, caption);
+    caption.textContent = entry.error ? "Error" : entry.top.name;
+    var figure = document.createElement("span");
+    figure.textContent = entry.error ? "" : window.Vize.formatPct(Number(entry.top.prob) || 0);
+    button.setAttribute("aria-label", "Show try: " + caption.textContent + " " + figure.textContent);
+    button.append(thumb, caption, figure);
     button.addEventListener("click", function () {
       Array.from(recent.querySelectorAll("button")).forEach(function (b) { b.removeAttribute("aria-current"); });
       button.setAttribute("aria-current", "true");
