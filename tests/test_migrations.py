@@ -200,3 +200,37 @@ def test_0006_adds_task_insights_and_keeps_the_tasks(fresh_engine: Engine) -> No
     assert "task_insights" not in inspect(fresh_engine).get_table_names()
     with fresh_engine.connect() as conn:
         assert conn.execute(text("SELECT id, name FROM tasks")).all() == [("t1", "cats")]
+
+
+def test_0007_adds_the_deploy_policy_and_keeps_hand_picked_versions(fresh_engine: Engine) -> None:
+    """0007 (issue 15) adds ``tasks.deploy_policy`` and ``models.deploy_decision``: a task
+    whose owner had picked its version by hand gets "never" (what it did), others the
+    default "if_better"; the downgrade drops both columns and keeps the rows."""
+    _migrate(fresh_engine, "0006")
+    now = "2026-01-01 00:00:00+00:00"
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, email, password_hash, api_token, notify_email,"
+                " email_verified, created) VALUES ('u1', 'u', '', '', 't', false, false, :c)"
+            ),
+            {"c": now},
+        )
+        for task_id, pinned in (("t1", True), ("t2", False)):
+            conn.execute(
+                text(
+                    "INSERT INTO tasks (id, owner_id, name, description, type,"
+                    " production_version, production_pinned, last_train_status, webhook_url,"
+                    " webhook_secret, created, updated) VALUES (:id, 'u1', :id, '',"
+                    " 'multi_class', 0, :pinned, '', '', '', :c, :c)"
+                ),
+                {"id": task_id, "pinned": pinned, "c": now},
+            )
+    _migrate(fresh_engine, "0007")
+    with fresh_engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, deploy_policy FROM tasks ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("t1", "never"), ("t2", "if_better")]
+    _migrate(fresh_engine, "0006", down=True)
+    assert "deploy_policy" not in {c["name"] for c in inspect(fresh_engine).get_columns("tasks")}
+    with fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM tasks")).scalar_one() == 2

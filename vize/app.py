@@ -11,12 +11,11 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 from itsdangerous import URLSafeTimedSerializer
 
 from vize import __version__, web
 from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
+from vize.api.docs import install_docs
 from vize.api.limits import install_request_gate
 from vize.api.routes import (
     account,
@@ -106,7 +105,7 @@ def create_app(
         version=__version__,
         description="Trainable image recognition API (Vize / Ximilar compatible).",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by vize.api.docs from the installed Swagger UI package
         redoc_url=None,
     )
     install_error_handlers(app)
@@ -188,10 +187,7 @@ def _warm_up(recognizer: Recognizer) -> None:
 
 
 def _add_meta_routes(app: FastAPI) -> None:
-    @app.get("/recognition/swagger/", include_in_schema=False)
-    @app.get("/recognition/swagger", include_in_schema=False)
-    def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Vize API")
+    install_docs(app)
 
     @app.get("/health", tags=["meta"], summary="Liveness and version")
     def health() -> dict[str, str]:

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     )
     smtp_url: str = Field("", description="smtp://user:pass@host:port; empty = outbox folder.")
     mail_from: str = Field("vize@localhost", description="Sender of notification emails.")
+    notify_start_after_seconds: float = Field(
+        60,
+        description="A 'training started' email is sent only once a training has run this "
+        "long (short trainings: one email, when they end); 0 = at the start.",
+    )
     classify_rate_per_minute: int = Field(
         0, description="Images a user may classify per minute (429 beyond); 0 = no limit."
     )

@@ -49,18 +49,25 @@ def test_documented_flow(client: AppClient, alice: dict) -> None:
         headers=h, files={"label_id": (None, attached["id"])},
     )  # fmt: skip
     assert r.status_code == 200 and [lbl["id"] for lbl in r.json()["labels"]] == [attached["id"]]
-    # The Python sample sends that same add-label with requests.delete(url, data=...).
+    # The Python sample sends that same add-label with requests.delete(url, data=...). The
+    # task is a categorization: a second label of it is refused unless the image is moved.
     r = client.request(
         "DELETE", f"/v2/training-image/{image['id']}/add-label",
         headers=h, data={"label_id": free["id"]},
     )  # fmt: skip
+    assert r.status_code == 409 and r.json()["code"] == "label_conflict", r.text
+    r = client.request(
+        "DELETE", f"/v2/training-image/{image['id']}/add-label",
+        headers=h, data={"label_id": free["id"], "move": "true"},
+    )  # fmt: skip
     assert r.status_code == 200, r.text
-    assert {lbl["id"] for lbl in r.json()["labels"]} == {attached["id"], free["id"]}
+    assert [lbl["id"] for lbl in r.json()["labels"]] == [free["id"]]
     # img_path is a URL the owner fetches the image from.
     assert client.get(image["img_path"], headers=h).content == photo
     # requests.get(url) for the labels list, then the task's images.
     labels = client.get("/v2/label/", headers=h).json()
-    assert labels["count"] == 2 and all(lbl["images_count"] == 1 for lbl in labels["results"])
+    counts = {lbl["id"]: lbl["images_count"] for lbl in labels["results"]}
+    assert counts == {attached["id"]: 0, free["id"]: 1}
     r = client.get(f"/v2/training-image/?task={task['id']}", headers=h)
     assert [img["id"] for img in r.json()["results"]] == [image["id"]]
     # curl -XDELETE .../v2/task/__TASK_ID__/

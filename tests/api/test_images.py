@@ -305,7 +305,8 @@ def test_add_and_remove_label(client: AppClient, alice: dict) -> None:
 
 def test_list_filters(client: AppClient, alice: dict) -> None:
     h = alice["headers"]
-    task, other_task = create_task(client, h), create_task(client, h)
+    # Tagging: an image may carry cat and dog (a categorization task refuses the second).
+    task, other_task = create_task(client, h, type="multi_label"), create_task(client, h)
     cat = create_label(client, h, name="cat", task=task["id"])
     dog = create_label(client, h, name="dog", task=task["id"])
     car = create_label(client, h, name="car", task=other_task["id"])

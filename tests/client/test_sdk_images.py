@@ -16,6 +16,7 @@ from tests.client.transport import FlakyTransport, InProcessTransport
 from tests.helpers import png_bytes
 from vize.client import (
     AuthError,
+    Conflict,
     Image,
     ServerError,
     UnsupportedMedia,
@@ -69,7 +70,7 @@ def test_not_an_image_is_refused_with_type(vize: VizeClient) -> None:
 
 
 def test_duplicate_returns_existing_image_and_merges_labels(vize: VizeClient) -> None:
-    task = vize.tasks.create("t")
+    task = vize.tasks.create("t", type="multi_label")  # tags: an image may have both
     cat, pet = vize.labels.create("cat", task), vize.labels.create("pet", task)
     first = vize.images.upload(png_bytes(7), [cat])
     again = vize.images.upload(png_bytes(7), [pet])
@@ -88,7 +89,10 @@ def test_image_get_update_labels_filters_delete(vize: VizeClient) -> None:
     assert [i.id for i in vize.images.iter(test=True)] == [one.id]
     assert [i.id for i in vize.images.iter(label=dog)] == [two.id]
     assert [i.id for i in vize.images.iter(search="one")] == [one.id]
-    assert {lbl.name for lbl in vize.images.add_label(two, cat).labels} == {"cat", "dog"}
+    with pytest.raises(Conflict) as refused:  # a categorization: one label per image
+        vize.images.add_label(two, cat)
+    assert refused.value.code == "label_conflict"
+    assert [lbl.name for lbl in vize.images.add_label(two, cat, move=True).labels] == ["cat"]
     assert [lbl.name for lbl in vize.images.remove_label(two, dog).labels] == ["cat"]
     assert vize.images.list(label=cat).count == 2
     vize.images.delete(one)

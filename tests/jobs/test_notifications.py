@@ -54,34 +54,51 @@ def _wait_mails(inbox: _Inbox, n: int) -> None:
         time.sleep(0.05)
 
 
-def test_emails_on_start_and_success_over_smtp(
+def test_one_email_for_a_short_training_two_for_a_long_one(
     settings: Settings, alice: dict, smtp: tuple[_Inbox, int]
 ) -> None:
+    """Issue 15: a one-second training sent two emails; the "started" one now goes out
+    only once a training has run ``notify_start_after_seconds`` (0 here: at once)."""
     inbox, port = smtp
+    h = alice["headers"]
     s = settings.model_copy(update={"smtp_url": f"smtp://127.0.0.1:{port}"})
     with app_client(create_app(s)) as client:
-        t = task_with_images(client, alice["headers"])
-        client.post(f"/v2/task/{t['task']['id']}/train/", headers=alice["headers"])
-        assert wait_training(client, alice["headers"], t["task"]["id"])["state"] == "succeeded"
-    _wait_mails(inbox, 2)
+        assert client.patch("/v2/account/", headers=h, json={"notify_email": True}).is_success
+        t = task_with_images(client, h)
+        client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
+        assert wait_training(client, h, t["task"]["id"])["state"] == "succeeded"
+    _wait_mails(inbox, 1)
     subjects = [m["Subject"] for m in inbox.messages]
-    assert len(subjects) == 2, subjects
-    assert "started" in subjects[0] and "accuracy" in subjects[1]
+    assert len(subjects) == 1 and "finished: accuracy" in subjects[0], subjects
     assert inbox.messages[0]["To"] == "alice@example.com"
+    at_once = s.model_copy(update={"notify_start_after_seconds": 0})
+    with app_client(create_app(at_once)) as client:
+        client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
+        assert wait_training(client, h, t["task"]["id"])["state"] == "succeeded"
+    _wait_mails(inbox, 3)
+    subjects = [m["Subject"] for m in inbox.messages]
+    assert len(subjects) == 3 and "started" in subjects[1] and "accuracy" in subjects[2]
 
 
-def test_outbox_and_switch_off(client: AppClient, settings: Settings, alice: dict) -> None:
+def test_off_by_default_outbox_and_switch_off(
+    client: AppClient, settings: Settings, alice: dict
+) -> None:
     h = alice["headers"]
+    assert client.get("/v2/account/", headers=h).json()["notify_email"] is False
     t = task_with_images(client, h)
     client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
     wait_training(client, h, t["task"]["id"])
     outbox = Path(settings.data_dir) / "outbox"
-    assert len(list(outbox.glob("*.eml"))) == 2
+    assert len(list(outbox.glob("*.eml"))) == 0  # nobody asked for it
+    client.patch("/v2/account/", headers=h, json={"notify_email": True})
+    client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
+    wait_training(client, h, t["task"]["id"])
+    assert len(list(outbox.glob("*.eml"))) == 1
     r = client.patch("/v2/account/", headers=h, json={"notify_email": False})
     assert r.status_code == 200 and r.json()["notify_email"] is False
     client.post(f"/v2/task/{t['task']['id']}/train/", headers=h)
     wait_training(client, h, t["task"]["id"])
-    assert len(list(outbox.glob("*.eml"))) == 2
+    assert len(list(outbox.glob("*.eml"))) == 1
 
 
 def test_signed_webhook_on_training_end(settings: Settings, alice: dict) -> None:

@@ -61,7 +61,8 @@ def test_negative_label_lives_and_dies_with_its_task(db: Session, carol: User) -
 
 def test_negative_label_attached_elsewhere_survives(db: Session, carol: User) -> None:
     task = tasks_service.create_task(db, carol, "tags", type="multi_label")
-    other = tasks_service.create_task(db, carol, "other", type="multi_label")
+    # A categorization task: another tagging task has a "negative" label of its own already.
+    other = tasks_service.create_task(db, carol, "other")
     negative = db.get(Label, task.negative_label_id)
     assert negative is not None
     tasks_service.add_label(db, other, negative)

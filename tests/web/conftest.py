@@ -26,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("VIZE_SCREENSHOTS") or REPO / "test-artifacts" / "screenshots")
 
 
 def _free_port() -> int:

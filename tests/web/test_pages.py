@@ -140,7 +140,11 @@ def test_account_page_token_usage_and_notifications(client: AppClient, app: Fast
     assert (
         client.get("/v2/task/", headers={"Authorization": f"Token {old_token}"}).status_code == 401
     )
-    assert 'name="notify_email" checked' in page
+    assert 'name="notify_email" checked' not in page  # off until asked (issue 15)
+    assert client.get("/v2/account/").json()["notify_email"] is False
+    form = {"email": "f@example.com", "notify_email": "on"}
+    post_form(client, "/account/preferences", form, "/account")
+    assert client.get("/v2/account/").json()["notify_email"] is True
     post_form(client, "/account/preferences", {"email": "f@example.com"}, "/account")
     assert client.get("/v2/account/").json()["notify_email"] is False
     response = post_form(
@@ -233,7 +237,9 @@ def test_tagging_task_page_offers_tags(client: AppClient) -> None:
     assert 'aria-label="Remove tag sky"' in page and "Add tag…" in page
     assert "Move to…" not in page
     training = client.get(f"/tasks/{task_id}/training").text
-    assert "need more images" in training and "at least one tag" not in training
+    # Train is disabled and the page says what is missing (issue 15).
+    assert "sky</a> needs 4 more images" in training and "at least one tag" not in training
+    assert 'id="train-btn" class="btn btn-primary" disabled' in training
 
 
 def test_another_users_task_is_404(client: AppClient, bob: dict[str, Any]) -> None:
@@ -297,6 +303,10 @@ def test_evaluation_shows_metrics_heatmap_and_mistakes(client: AppClient, app: F
     assert "80.0%" in page and "83.3%" in page  # recall and precision
     assert f"/v2/training-image/{image['id']}/thumb/" in page and "Predicted automobile" in page
     assert "Deploy v1" in page
+    # The mistake opens a larger view with its file name; the threshold has the predictions.
+    assert 'data-file-name="p.png"' in page and 'id="image-dialog"' in page
+    assert 'id="threshold-range"' in page and "data-thresholds=" in page
+    assert 'id="deploy-policy">Deploy only if better<' in page
     response = post_form(client, f"/tasks/{task_id}/deploy", {"version": "1"})
     assert response.status_code == 303
     assert client.get(f"/v2/task/{task_id}").json()["production_version"] == 1
@@ -316,8 +326,14 @@ def test_preview_page_has_the_api_snippets(client: AppClient, app: FastAPI) -> N
     add_model(app, task_id, 1, {"accuracy": 0.5})
     page = client.get(f"/tasks/{task_id}/preview").text
     assert 'data-classify-url="/v2/classify"' in page and 'id="preview-file"' in page
-    assert f'"task_id": "{task_id}"' in page and "YOUR_API_TOKEN" in page
-    assert "http://testserver/v2/classify" in page and "import requests" in page
+    # curl with a file upload, Python and JavaScript, with the user's real token (blurred
+    # until revealed) next to the endpoint URL (issue 15).
+    token = client.get("/account").text.split('id="api-token" class="mono" value="')[1][:40]
+    assert f'-F "task={task_id}"' in page and "image_file=@photo.jpg" in page
+    assert page.count(f'<span class="token-slot masked">{token}</span>') == 3
+    assert 'id="token-toggle" aria-pressed="false"' in page
+    assert 'id="endpoint-url">http://testserver/v1/classify/' in page
+    assert "import requests" in page and "node:fs/promises" in page
 
 
 # ---- assets and headers -----------------------------------------------------------------------

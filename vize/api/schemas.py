@@ -48,6 +48,11 @@ class TaskPatch(BaseModel):
     name: str | None = None
     description: str | None = None
     production_version: int | None = Field(None, description="Deploy this trained version")
+    deploy_policy: str | None = Field(
+        None,
+        description="What a finished training does: always (deploy it), if_better (only if "
+        "its cross-validated accuracy beats the deployed version's; the default) or never",
+    )
     webhook_url: str | None = Field(None, description="POSTed to when a training ends")
     unknown: str | None = Field(
         None, description="When to answer 'unknown': off, auto (calibrated) or a probability"
@@ -89,6 +94,11 @@ class ImageJsonIn(BaseModel):
 class LabelValueIn(BaseModel):
     label_id: str
     value: float | None = Field(None, description="The label's value on this image")
+    move: bool = Field(
+        False,
+        description="Categorization tasks give an image one label: with true, a label the "
+        "image has in such a task is replaced by this one (else 409 label_conflict)",
+    )
 
 
 class ImagesUpdateIn(BaseModel):
@@ -103,6 +113,9 @@ class ImagesUpdateIn(BaseModel):
     unmark_test: bool = Field(False, alias="unmark-test")
     mark_real: bool = Field(False, alias="mark-real")
     unmark_real: bool = Field(False, alias="unmark-real")
+    move: bool = Field(
+        False, description="labels-add replaces the image's label in a categorization task"
+    )
 
 
 def iso(value: datetime | None) -> str | None:
@@ -146,6 +159,7 @@ def task_out(task: Task, counts: dict[str, tuple[int, int]] | None = None) -> di
         "description": task.description,
         "type": task.type,
         "production_version": task.production_version,
+        "deploy_policy": task.deploy_policy,
         "last_train_status": ximilar_status(task.last_train_status),
         "last_train_state": task.last_train_status,
         "workspace": default_workspace(task.owner_id),
@@ -194,6 +208,7 @@ def model_out(model: Model) -> dict[str, Any]:
         "accuracy": model.metrics.get("accuracy"),
         "cv_accuracy": model.metrics.get("cv_accuracy"),
         "metrics": model.metrics,
+        "deploy_decision": model.deploy_decision,
         "error": model.error,
         "created": iso(model.created),
         "finished": iso(model.finished),

@@ -72,6 +72,7 @@ class Task:
     webhook_url: str | None = None
     labels: list[Label] = field(default_factory=list)
     created: str | None = None
+    deploy_policy: str = "if_better"
     raw: Json = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -97,6 +98,7 @@ class Task:
             webhook_url=data.get("webhook_url"),
             labels=[Label.from_json(lbl) for lbl in data.get("labels") or []],
             created=data.get("created"),
+            deploy_policy=_str(data.get("deploy_policy") or "if_better"),
             raw=data,
         )
 

@@ -98,12 +98,15 @@ class Tasks(_Resource):
         description: str | None = None,
         production_version: int | None = None,
         webhook_url: str | None = None,
+        deploy_policy: str | None = None,
     ) -> Task:
+        """``deploy_policy``: what a finished training does (always, if_better, never)."""
         body = _drop_none(
             name=name,
             description=description,
             production_version=production_version,
             webhook_url=webhook_url,
+            deploy_policy=deploy_policy,
         )
         return Task.from_json(self._http.json("PATCH", f"task/{ref(task)}/", json=body))
 
@@ -386,9 +389,14 @@ class Images(_Resource):
     def delete(self, image: Ref) -> None:
         self._http.request("DELETE", f"training-image/{ref(image)}/")
 
-    def add_label(self, image: Ref, label: Ref) -> Image:
+    def add_label(self, image: Ref, label: Ref, *, move: bool = False) -> Image:
+        """Put ``label`` on the image. In a categorization task an image has one label: a
+        second one raises ``Conflict`` (``label_conflict``) unless ``move`` replaces it."""
         path = f"training-image/{ref(image)}/add-label/"
-        data = self._http.json("POST", path, json={"label_id": ref(label)}, idempotent=True)
+        body: dict[str, Any] = {"label_id": ref(label)}
+        if move:
+            body["move"] = True
+        data = self._http.json("POST", path, json=body, idempotent=True)
         return Image.from_json(data)
 
     def remove_label(self, image: Ref, label: Ref) -> Image:

@@ -35,3 +35,11 @@ class PredictionStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
     DISMISSED = "dismissed"
+
+
+class DeployPolicy(StrEnum):
+    """``Task.deploy_policy``: what a finished training does to the deployed version."""
+
+    ALWAYS = "always"  # the newest trained version is deployed
+    IF_BETTER = "if_better"  # only if its cross-validated accuracy beats the deployed one
+    NEVER = "never"  # the owner deploys by hand

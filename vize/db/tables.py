@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vize.db.states import JobState, PredictionStatus, TrainStatus
+from vize.db.states import DeployPolicy, JobState, PredictionStatus, TrainStatus
 
 
 def new_id() -> str:
@@ -66,7 +66,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), default="")
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     api_token: Mapped[str] = mapped_column(String(64), unique=True)
-    notify_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Off until the user asks (issue 15): mail nobody asked for is noise.
+    notify_email: Mapped[bool] = mapped_column(Boolean, default=False)
     # Mail goes only to a confirmed address: else anyone could have the service mail a
     # stranger by typing their address. Cleared whenever the address changes.
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -113,8 +114,13 @@ class Task(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     type: Mapped[str] = mapped_column(String(20), default="multi_class")
     production_version: Mapped[int] = mapped_column(Integer, default=-1)
-    # True once the owner picked a version: later trainings then leave production alone.
+    # True once the owner picked a version by hand (kept for the record: since 0007 the
+    # deploy policy alone decides what a training does to production).
     production_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What a finished training does to production: DeployPolicy (vize/db/states.py).
+    deploy_policy: Mapped[str] = mapped_column(
+        String(20), default=DeployPolicy.IF_BETTER, server_default=DeployPolicy.IF_BETTER.value
+    )
     last_train_status: Mapped[str] = mapped_column(String(20), default="")
     negative_label_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # When to answer "unknown": "off", "auto" (the model's calibrated thresholds) or a
@@ -190,6 +196,8 @@ class Model(Base):
     artifact_key: Mapped[str] = mapped_column(String(255), default="")
     error: Mapped[str] = mapped_column(Text, default="")
     images_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Whether the training deployed this version, and why (services/deploy.py).
+    deploy_decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     finished: Mapped[datetime | None] = mapped_column(nullable=True)
     task: Mapped[Task] = relationship(viewonly=True)

@@ -299,6 +299,8 @@ def record_bytes(
     """The image of one batch record: ``_base64``, ``_url`` (SSRF-guarded, within the
     request's ``budget``), or ``_raw`` bytes that a multipart endpoint put there (JSON cannot
     carry bytes, so clients cannot)."""
+    if record.get("_raw") == b"" or record.get("_base64") == "":
+        raise InvalidInput("The image is empty (0 bytes).", code="empty_image")
     if isinstance(record.get("_raw"), bytes):
         return bytes(record["_raw"])
     if record.get("_base64"):

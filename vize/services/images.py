@@ -19,7 +19,8 @@ from vize.db.engine import savepoint
 from vize.db.tables import Image, ImageLabel, Label, Prediction, TaskLabel, User, new_id
 from vize.errors import InvalidInput, VizeError
 from vize.ml.preprocess import Budget
-from vize.services.common import Page, append_link, get_owned, like_pattern, paginate
+from vize.services.common import Page, get_owned, like_pattern, paginate
+from vize.services.conflicts import check_new_image, place_label
 from vize.services.imaging import CheckedImage, check_image, make_thumbnail
 from vize.services.jsonvalue import check_json
 from vize.storage import BlobStore
@@ -154,6 +155,7 @@ def upload_image(
     if existing is not None:
         missing = _missing(blobs, settings, existing, data, budget)
         return Upload(existing, created=False, files=missing)
+    check_new_image(db, list(labels or []), file_name)  # before any work on the bytes
     checked = _check(data, settings, budget)
     meta_data = check_meta_data(meta_data or {})
     key, thumb_key = blob_keys(user.id, sha)
@@ -241,6 +243,18 @@ def get_image(db: Session, user: User, image_id: object) -> Image:
     return get_owned(db, Image, image_id, user.id, "Training image")
 
 
+def images_by_id(db: Session, user: User, ids: list[str]) -> dict[str, Image]:
+    """The user's images among ``ids`` (those deleted since are simply absent)."""
+    if not ids:
+        return {}
+    stmt = (
+        select(Image)
+        .where(Image.owner_id == user.id, Image.id.in_(ids))
+        .options(selectinload(Image.labels))
+    )
+    return {img.id: img for img in db.scalars(stmt)}
+
+
 def still_exists(db: Session, image: Image) -> bool:
     """A fresh look for the row (not the session's copy): a concurrent delete may have won."""
     return db.scalar(select(Image.id).where(Image.id == image.id)) is not None
@@ -312,6 +326,7 @@ class BulkChange:
     remove: list[Label]
     test: bool | None
     real: bool | None
+    move: bool = False  # a label added in a categorization task replaces the image's other
 
 
 def bulk_update(
@@ -326,11 +341,11 @@ def bulk_update(
         for img in db.scalars(stmt.options(selectinload(Image.labels))):
             targets.setdefault(img.id, img)
     for img in targets.values():
-        for label in change.add:
-            append_link(db, img, "labels", label)
         for label in change.remove:
             if label in img.labels:
                 img.labels.remove(label)
+        for label in change.add:
+            place_label(db, img, label, move=change.move)
         if change.test is not None:
             img.test_image = change.test
         if change.real is not None:
@@ -353,9 +368,10 @@ def set_label_value(db: Session, image: Image, label: Label, value: float | None
     return image
 
 
-def add_label(db: Session, image: Image, label: Label) -> Image:
-    append_link(db, image, "labels", label)
-    return image
+def add_label(db: Session, image: Image, label: Label, *, move: bool = False) -> list[Label]:
+    """Put ``label`` on ``image`` (see ``conflicts.place_label``); returns the labels that
+    ``move`` took off."""
+    return place_label(db, image, label, move=move)
 
 
 def remove_label(db: Session, image: Image, label: Label) -> Image:

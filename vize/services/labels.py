@@ -18,6 +18,7 @@ from vize.services.common import (
     paginate,
     text_field,
 )
+from vize.services.conflicts import check_name_free
 from vize.services.images import delete_image
 
 LABEL_TYPES = ("category", "tag")
@@ -72,6 +73,8 @@ def create_label(db: Session, user: User, fields: dict[str, Any], task: Task | N
     label_type = clean.pop("type", None) or (
         "tag" if task is not None and task.type == "multi_label" else "category"
     )
+    if task is not None:
+        check_name_free(db, [task], clean["name"], None)
     label = Label(owner_id=user.id, type=label_type, **clean)
     db.add(label)
     db.flush()
@@ -82,7 +85,10 @@ def create_label(db: Session, user: User, fields: dict[str, Any], task: Task | N
 
 
 def update_label(db: Session, label: Label, fields: dict[str, Any]) -> Label:
-    for key, value in _check({k: v for k, v in fields.items() if v is not None}).items():
+    clean = _check({k: v for k, v in fields.items() if v is not None})
+    if "name" in clean:
+        check_name_free(db, label.tasks, clean["name"], label)
+    for key, value in clean.items():
         setattr(label, key, value)
     db.flush()
     return label

@@ -22,6 +22,8 @@ from vize.services.common import (
     paginate,
     text_field,
 )
+from vize.services.conflicts import check_attach
+from vize.services.deploy import check_policy
 from vize.services.models import trained_version
 from vize.services.unknown import INVALID, parse_setting
 from vize.storage import BlobStore
@@ -66,6 +68,8 @@ def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
         if setting is None:
             raise InvalidInput(INVALID.format(field="unknown"), code="invalid_threshold")
         out["unknown"] = setting
+    if "deploy_policy" in fields:
+        out["deploy_policy"] = check_policy(fields["deploy_policy"])
     if "type" in fields and fields["type"] not in TASK_TYPES:
         raise InvalidInput(
             f"Task type must be one of {', '.join(TASK_TYPES)}.", code="invalid_task_type"
@@ -164,6 +168,10 @@ def _attached_anywhere(db: Session, label_id: str) -> bool:
 
 
 def add_label(db: Session, task: Task, label: Label) -> Task:
+    """Attach ``label``: refused (409) if the task has a label of that name, or if in a
+    categorization task some image would then carry two of its labels."""
+    if label not in task.labels:
+        check_attach(db, task, label)
     append_link(db, task, "labels", label)
     return task
 

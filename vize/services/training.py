@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +20,7 @@ from vize.db.tables import ImageLabel, Job, Model, Task, User
 from vize.errors import Conflict, InvalidInput, NotFound
 from vize.ml.backbones import split_feature
 from vize.ml.predictor import WHOLE_VIEW
-from vize.services import insights, jobstore, trainset
+from vize.services import conflicts, deploy, insights, jobstore, trainset
 from vize.services.context import JobContext, ProgressFn
 from vize.services.embeddings import ensure_embeddings
 
@@ -46,6 +49,13 @@ def check_trainable(db: Session, task: Task, min_images: int) -> None:
     if not trainable:
         raise InvalidInput(
             "A tagging task needs at least 1 tag to train.", code="not_enough_labels"
+        )
+    doubled = conflicts.task_conflicts(db, task)
+    if doubled:  # learning from both labels would teach the model two answers for one image
+        raise conflicts.LabelConflict(
+            f"{len(doubled)} image(s) carry two labels of this categorization task, where an "
+            f"image has one: {conflicts.describe(doubled)}. Keep one label on each, then train.",
+            extra=conflicts.conflicts_extra(doubled),
         )
     counts = label_counts(db, task)
     short = [lbl for lbl in trainable if counts[lbl.id] < min_images]
@@ -118,6 +128,8 @@ def latest_training(db: Session, task: Task) -> dict[str, Any]:
         "error": job.error or (model.error if model else ""),
         "model_id": job.model_id,
         "model_version": model.version if model else None,
+        # Whether the training deployed its version, and why (None until it has trained).
+        "deploy": model.deploy_decision if model else None,
     }
 
 
@@ -137,8 +149,38 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     if begun is None:
         return "Nothing to do (model already trained or task deleted)."
     ts, kind = begun
+    with _started_notice(ctx, job):
+        return _train(ctx, job, ts, kind, progress)
+
+
+@contextmanager
+def _started_notice(ctx: JobContext, job: Job) -> Iterator[None]:
+    """The "training started" notification, only for a training still running after
+    ``notify_start_after_seconds``: a short one sends a single notice, when it ends."""
+    delay = ctx.settings.notify_start_after_seconds
+    if delay <= 0:
+        _notify(ctx, "training_started", job)
+        yield
+        return
+    if not (job.task_id and job.model_id):
+        yield
+        return
+    # Ids, not the job row: the timer's thread must not touch the caller's ORM objects.
+    args = ("training_started", job.task_id, job.model_id)
+    timer = threading.Timer(delay, ctx.notifier, args=args)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def _train(
+    ctx: JobContext, job: Job, ts: trainset.TrainingSet, kind: str, progress: ProgressFn
+) -> str:
     backbones = list(ctx.recognizer.backbones)  # feature names: backbone and precision
-    _notify(ctx, "training_started", job)
     started = time.perf_counter()
     progress(0.02, f"Preparing {len(ts.image_ids)} images")
     emb = ensure_embeddings(
@@ -169,11 +211,11 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     metrics["embed_seconds"] = round(embed_seconds, 3)
     metrics["fit_seconds"] = round(fit_seconds, 3)
     try:
-        version = _commit_model(ctx, job, key, metrics, ts)
+        committed = _commit_model(ctx, job, key, metrics, ts)
     except LabelsChanged:
         ctx.blobs.delete(key)
         raise
-    if version is None:  # the task was deleted meanwhile: keep no file for it
+    if committed is None:  # the task was deleted meanwhile: keep no file for it
         ctx.blobs.delete(key)
         return "The task was deleted during training; nothing was kept."
     # Data health from this training's cross-validation, only once its model is the one
@@ -184,7 +226,9 @@ def run(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
         ctx.sessions, ctx.blobs, ctx.recognizer, job, ts, kind, report, features
     )
     _notify(ctx, "training_succeeded", job)
-    return f"Model version {version} trained, accuracy {metrics['accuracy']}."
+    version, decision = committed
+    accuracy = deploy.pct(metrics.get("accuracy"))
+    return f"Model version {version} trained, accuracy {accuracy}. {decision['reason']}"
 
 
 def _check_labels_kept(task: Task, ts: trainset.TrainingSet) -> None:
@@ -256,7 +300,8 @@ class LabelsChanged(Conflict):
 
 def _commit_model(
     ctx: JobContext, job: Job, key: str, metrics: dict[str, Any], ts: trainset.TrainingSet
-) -> int | None:
+) -> tuple[int, dict[str, Any]] | None:
+    """The version as trained, and deployed or not by the task's policy (with the reason)."""
     with ctx.sessions.begin() as db:
         task, model = _locked(db, job)
         if model is None or task is None:  # deleted with its task (cascade)
@@ -266,6 +311,21 @@ def _commit_model(
         model.images_count = len(ts.image_ids)
         model.train_status, model.progress, model.finished = TrainStatus.TRAINED, 1.0, now()
         task.last_train_status = TrainStatus.TRAINED
-        if not task.production_pinned:
+        current = _deployed(db, task)
+        decision = deploy.decide(task.deploy_policy, model.version, metrics, current)
+        model.deploy_decision = decision
+        if decision["deployed"]:
             task.production_version = model.version
-        return model.version
+        return model.version, decision
+
+
+def _deployed(db: Session, task: Task) -> tuple[int, dict[str, Any]] | None:
+    """The version in production and its metrics, if one is."""
+    if task.production_version < 0:
+        return None
+    model = db.scalar(
+        select(Model).where(Model.task_id == task.id, Model.version == task.production_version)
+    )
+    if model is None or model.train_status != TrainStatus.TRAINED:
+        return None
+    return model.version, dict(model.metrics or {})

@@ -157,15 +157,16 @@ def shape_metrics(
     for row in report.get("test", []):
         true = row["true"] if isinstance(row["true"], list) else [row["true"]]
         predicted = row["predicted"]
-        tests.append(
-            {
-                "image_id": row["id"],
-                "true": true,
-                "predicted": predicted,
-                "prob": row.get("score"),
-                "correct": row["correct"],
-            }
-        )
+        test = {
+            "image_id": row["id"],
+            "true": true,
+            "predicted": predicted,
+            "prob": row.get("score"),
+            "correct": row["correct"],
+        }
+        if "scores" in row:  # tagging: every tag's probability (the threshold slider)
+            test["scores"] = {lid: round(p, 6) for lid, p in row["scores"].items()}
+        tests.append(test)
     return {
         "accuracy": report.get("accuracy"),
         "cv_accuracy": report.get("cv_accuracy"),

@@ -35,6 +35,7 @@ def training_page(
     labels = views.label_rows(db, task, settings.min_images_per_label)
     trainable = [row for row in labels if not row.is_negative]
     min_labels = 2 if task.type == "multi_class" else 1
+    trained = [m for m in models if m["train_state"] == TrainStatus.TRAINED]
     context = {
         **task_context(request, task, user, "training"),
         "trainable": trainable,
@@ -44,9 +45,17 @@ def training_page(
         "model": model,
         "metrics": metrics,
         "heatmap": views.heatmap(metrics.get("confusion_matrix")),
-        "misclassified": views.misclassified(metrics),
+        "misclassified": views.misclassified(db, user, metrics),
+        "thresholds": views.threshold_data(metrics, task.type),
+        "task_labels": [row for row in labels if not row.is_negative],
         "training": _latest_training(db, task),
         "leaked": leaked_test_images(db, task),  # data health: marked on the evaluation
+        # Deployment: the newest trained version against the deployed one, and the policy.
+        "newest": trained[0] if trained else None,
+        "deployed_model": next(
+            (m for m in trained if m["version"] == task.production_version), None
+        ),
+        "policy_title": views.policy_title(task.deploy_policy),
     }
     return render(request, "tasks/training.html", context)
 

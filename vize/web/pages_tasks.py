@@ -128,7 +128,21 @@ def delete_label(
 @router.get("/tasks/{task_id}/settings")
 def settings_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
     task = tasks_service.get_task(db, user, task_id)
-    return render(request, "tasks/settings.html", task_context(request, task, user, "settings"))
+    context = {
+        **task_context(request, task, user, "settings"),
+        "deploy_policies": views.DEPLOY_POLICIES,
+    }
+    return render(request, "tasks/settings.html", context)
+
+
+@router.post("/tasks/{task_id}/deploy-policy")
+def save_deploy_policy(
+    task_id: str, request: Request, db: DB, user: PageUser, form: Form
+) -> Response:
+    task = tasks_service.get_task(db, user, task_id)
+    tasks_service.update_task(db, task, {"deploy_policy": form.get("deploy_policy", "")})
+    title = views.policy_title(task.deploy_policy)
+    return redirect(request, f"/tasks/{task.id}/settings", f"Deployment: {title}.")
 
 
 @router.post("/tasks/{task_id}/settings")

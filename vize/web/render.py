@@ -41,6 +41,18 @@ def pct(value: Any, digits: int = 1) -> str:
         return "—"
 
 
+def seconds(value: Any) -> str:
+    """3.24 -> '3.2 s', 95 -> '1 min 35 s'; anything missing -> an em dash."""
+    try:
+        total = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, rest = divmod(round(total), 60)
+    return f"{minutes} min {rest} s"
+
+
 def when(value: Any) -> str:
     """An ISO timestamp or datetime as 'YYYY-MM-DD HH:MM' (UTC)."""
     if not value:
@@ -65,7 +77,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=pct, when=when, task_type=task_type_name)
+    env.filters.update(pct=pct, when=when, seconds=seconds, task_type=task_type_name)
     env.globals.update(version=__version__)
     return env
 

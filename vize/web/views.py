@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vize.api.schemas import model_out
-from vize.db.states import TrainStatus
+from vize.db.states import DeployPolicy, TrainStatus
 from vize.db.tables import Label, Task, User
 from vize.errors import NotFound
 from vize.services import images as images_service
@@ -17,6 +17,20 @@ from vize.services import labels as labels_service
 from vize.services import models as models_service
 
 HEAT_STEPS = 10
+DEPLOY_POLICIES = [
+    (
+        DeployPolicy.IF_BETTER.value,
+        "Deploy only if better",
+        "The new version replaces the deployed one only if its cross-validated accuracy is "
+        "higher (recommended).",
+    ),
+    (DeployPolicy.ALWAYS.value, "Always deploy", "Every newly trained version is deployed."),
+    (DeployPolicy.NEVER.value, "Never deploy automatically", "You choose the version by hand."),
+]
+
+
+def policy_title(policy: str) -> str:
+    return next((title for value, title, _ in DEPLOY_POLICIES if value == policy), policy)
 
 
 @dataclass(frozen=True)
@@ -141,22 +155,53 @@ def heatmap(confusion: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"names": names, "rows": rows}
 
 
-def misclassified(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Wrong test predictions, with label names instead of ids."""
+def misclassified(db: Session, user: User, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Wrong test predictions, with label names instead of ids, and the image as it is now
+    (its file name and test flag; None once deleted) for the larger view and its actions."""
     names = _label_names(metrics)
+    wrong = [p for p in metrics.get("test_predictions") or [] if not p.get("correct")]
+    found = images_service.images_by_id(db, user, [str(p.get("image_id")) for p in wrong])
     out = []
-    for pred in metrics.get("test_predictions") or []:
-        if pred.get("correct"):
-            continue
+    for pred in wrong:
+        predicted = pred.get("predicted")
+        if isinstance(predicted, list):  # tagging: the tags predicted
+            predicted_text = ", ".join(names.get(t, str(t)) for t in predicted) or "no tag"
+            predicted_id = predicted[0] if predicted else ""
+        else:
+            predicted_text, predicted_id = names.get(predicted, str(predicted)), predicted
         out.append(
             {
                 "image_id": pred.get("image_id"),
+                "image": found.get(str(pred.get("image_id"))),
                 "true": ", ".join(names.get(t, str(t)) for t in pred.get("true") or []),
-                "predicted": names.get(pred.get("predicted"), str(pred.get("predicted"))),
+                "predicted": predicted_text,
+                "predicted_id": predicted_id,
                 "prob": pred.get("prob"),
             }
         )
     return out
+
+
+def threshold_data(metrics: dict[str, Any], task_type: str) -> dict[str, Any] | None:
+    """The stored test predictions, compact, for the threshold slider (recomputed in the
+    browser): per test image its true label ids and the predicted id with its probability
+    (categorization) or every tag's probability (tagging). None when there is nothing."""
+    preds = metrics.get("test_predictions") or []
+    labels = [
+        {"id": row.get("label_id"), "name": row.get("name")}
+        for row in metrics.get("per_label") or []
+    ]
+    rows: list[dict[str, Any]] = []
+    for p in preds:
+        if task_type == "multi_label":
+            if not isinstance(p.get("scores"), dict):
+                return None  # trained before the scores were kept
+            rows.append({"t": p.get("true") or [], "s": p["scores"]})
+        elif isinstance(p.get("prob"), float | int):
+            rows.append({"t": p.get("true") or [], "p": p.get("predicted"), "s": p["prob"]})
+    if not rows or not labels:
+        return None
+    return {"kind": task_type, "labels": labels, "rows": rows}
 
 
 def _label_names(metrics: dict[str, Any]) -> dict[Any, str]:

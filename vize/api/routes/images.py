@@ -61,6 +61,12 @@ UPLOAD_DOC = {
                         "labels": {"type": "array", "items": {"type": "string"}},
                         "meta_data": {"type": "string", "description": "JSON object"},
                         "test_image": {"type": "boolean"},
+                        "move": {
+                            "type": "boolean",
+                            "description": "If the image is already there with another label "
+                            "of a categorization task: move it to the label sent (else 409 "
+                            "label_conflict)",
+                        },
                     },
                     "required": ["img_path"],
                 }
@@ -152,10 +158,30 @@ def _store(
         test_image=_bool(fields.get("test_image", False)),
         budget=request.app.state.vize.services.recognizer.budget,
     )
+    added: list[str] = []
+    moved: list[str] = []
     if not up.created:
-        for label in _labels(db, user, fields):
-            images_service.add_label(db, up.image, label)
-    return up, image_out(up.image, base_url(request, settings), image_links(request.app.state.vize))
+        # The same bytes again: the labels sent are put on the image already there, and the
+        # answer says which were new (none: nothing changed) and which ``move`` took off.
+        added, moved = _relabel_existing(db, up.image, _labels(db, user, fields), fields)
+    out = image_out(up.image, base_url(request, settings), image_links(request.app.state.vize))
+    if not up.created:
+        out["labels_added"], out["labels_removed"] = added, moved
+    return up, out
+
+
+def _relabel_existing(
+    db: Session, image: Image, labels: list[Label], fields: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    move = _bool(fields.get("move", False))
+    added: list[str] = []
+    removed: list[str] = []
+    for label in labels:
+        if label in image.labels:
+            continue
+        removed += [lbl.id for lbl in images_service.add_label(db, image, label, move=move)]
+        added.append(label.id)
+    return added, removed
 
 
 def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +337,7 @@ def update_images(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
         remove=[labels_service.get_label(db, user, lid) for lid in ask.labels_remove],
         test=True if ask.mark_test else (False if ask.unmark_test else None),
         real=True if ask.mark_real else (False if ask.unmark_real else None),
+        move=ask.move,
     )
     images = [images_service.get_image(db, user, iid) for iid in dict.fromkeys(ask.images)]
     filter_ids = [labels_service.get_label(db, user, lid).id for lid in ask.labels]
@@ -385,7 +412,7 @@ def _label_op(
     elif op == "update":
         image = images_service.set_label_value(db, image, label, _value(fields.get("value")))
     else:
-        image = images_service.add_label(db, image, label)
+        images_service.add_label(db, image, label, move=_bool(fields.get("move", False)))
         if fields.get("value") is not None:
             image = images_service.set_label_value(db, image, label, _value(fields["value"]))
     links = image_links(request.app.state.vize)

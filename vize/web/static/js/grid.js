@@ -7,8 +7,6 @@
     return "/v2/training-image/" + encodeURIComponent(id) + "/" + (suffix || "");
   }
 
-  function grid() { return document.getElementById("image-grid"); }
-
   function say(text, isError) {
     var status = document.getElementById("grid-status");
     if (!status) return;
@@ -41,14 +39,10 @@
   }
 
   function move(card, select) {
+    /* One call: in a categorization task "move" swaps the image's label for the new one. */
     var id = card.getAttribute("data-image-id");
-    var from = grid().getAttribute("data-label-id");
-    var to = select.value;
     var name = optionText(select);
-    return call(card, "POST", imageUrl(id, "add-label/"), { label_id: to })
-      .then(function () {
-        return call(card, "POST", imageUrl(id, "remove-label/"), { label_id: from });
-      })
+    return call(card, "POST", imageUrl(id, "add-label/"), { label_id: select.value, move: true })
       .then(function () { return afterChange("Image moved to “" + name + "”."); });
   }
 

@@ -49,7 +49,10 @@
     }
     bar.classList.add("bar-ok");
     var version = status.model_version;
-    show(doneBox, "Training finished" + (version != null ? ": version " + version + " is ready." : "."));
+    var text = "Training finished" + (version != null ? ": version " + version + " is ready." : ".");
+    /* Whether it was deployed, and why: the policy's decision, in words. */
+    if (status.deploy && status.deploy.reason) text += " " + status.deploy.reason;
+    show(doneBox, text);
     return window.Vize.refresh(["evaluation", "task-badges"]);
   }
 

@@ -14,7 +14,20 @@
   var input = document.getElementById("upload-files");
   var queue = [];
   var running = 0;
-  var stats = { total: 0, done: 0, ok: 0, dup: 0, failed: 0, closing: false };
+  var stats = fresh();
+
+  function fresh() {
+    return { total: 0, done: 0, ok: 0, dup: 0, moved: 0, asked: 0, failed: 0, closing: false, label: "" };
+  }
+
+  function busyNow() { return running > 0 || queue.length > 0; }
+
+  /* Leaving mid-upload would drop the files not sent yet: the browser asks first. */
+  window.addEventListener("beforeunload", function (event) {
+    if (!busyNow()) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
 
   function chosenLabels() {
     var select = document.getElementById("upload-label");
@@ -51,7 +64,7 @@
     else item.view.bar.classList.add("bar-ok");
     item.view.bar.value = 100;
     stats.done += 1;
-    stats[kind === "ok" ? "ok" : kind === "dup" ? "dup" : "failed"] += 1;
+    stats[kind === "err" ? "failed" : kind] += 1;
     running -= 1;
     showSummary(false);
     next();
@@ -61,6 +74,7 @@
   function showSummary(final) {
     var parts = [stats.ok + " uploaded"];
     if (stats.dup) parts.push(stats.dup + " already there");
+    if (stats.asked) parts.push(stats.asked + " labelled otherwise");
     if (stats.failed) parts.push(stats.failed + " failed");
     var prefix = final ? "Done: " : "Uploading " + stats.done + " of " + stats.total + "… ";
     summary.textContent = prefix + parts.join(", ") + ".";
@@ -71,9 +85,39 @@
     var data = window.Vize.parseJson(xhr.responseText) || {};
     if (xhr.status === 201) return finish(item, "ok", "Uploaded");
     if (xhr.status === 200 && data.code === "already_exists") {
-      return finish(item, "dup", "Already uploaded; label added");
+      /* Say what happened: a label added, or nothing at all (already there as it is). */
+      var added = (data.labels_added || []).length;
+      return finish(item, "dup", added ? "Already uploaded; label added" : "Already uploaded with this label");
+    }
+    if (xhr.status === 409 && data.code === "label_conflict" && data.image_id) {
+      return askMove(item, data);
     }
     finish(item, "err", data.detail || "Failed (HTTP " + xhr.status + ")");
+  }
+
+  /* The same picture is already in the task under another label: one label per image in a
+     categorization task, so the page asks whether to move it. */
+  function askMove(item, data) {
+    var from = (data.conflicting_labels || []).map(function (l) { return l.name; }).join(", ");
+    var to = data.label ? data.label.name : "";
+    finish(item, "asked", "Already labelled “" + from + "”. Move from " + from + " to " + to + "?");
+    item.view.li.classList.remove("asked");
+    item.view.li.classList.add("dup");
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn btn-xs";
+    button.textContent = "Move";
+    button.setAttribute("aria-label", "Move " + item.file.name + " from " + from + " to " + to);
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      var target = "/v2/training-image/" + encodeURIComponent(data.image_id) + "/add-label/";
+      window.Vize.api("POST", target, { label_id: data.label.id, move: true }).then(function (r) {
+        if (!r.ok) { item.view.state.textContent = window.Vize.errorText(r); return; }
+        item.view.state.textContent = "Moved from " + from + " to " + to + ".";
+        window.Vize.refresh(["labels-panel", "image-grid"]);
+      }, function () { button.disabled = false; item.view.state.textContent = "Network error"; });
+    });
+    item.view.state.append(" ", button);
   }
 
   function send(item) {
@@ -105,8 +149,19 @@
       stats.closing = true;
       var batch = stats;
       var last = function () { if (batch === stats) showSummary(true); };
+      showLabel(batch.label);
       window.Vize.refresh(["labels-panel", "image-grid"]).then(last, last);
     }
+  }
+
+  /* The grid then shows the label just uploaded to (the address too, for a reload). */
+  function showLabel(labelId) {
+    var grid = document.getElementById("image-grid");
+    if (!labelId || !grid || grid.getAttribute("data-label-id") === labelId) return;
+    var address = new URL(window.location.href);
+    address.searchParams.set("label", labelId);
+    address.searchParams.delete("page");
+    window.history.replaceState(null, "", address.toString());
   }
 
   function precheck(file) {
@@ -124,8 +179,9 @@
     }
     if (stats.closing || !stats.total) {
       list.textContent = "";
-      stats = { total: 0, done: 0, ok: 0, dup: 0, failed: 0, closing: false };
+      stats = fresh();
     }
+    stats.label = labels[0];
     files.forEach(function (file) {
       queue.push({ file: file, labels: labels, view: row(file) });
       stats.total += 1;
