@@ -18,7 +18,17 @@ from itsdangerous import URLSafeTimedSerializer
 from vize import __version__, web
 from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
 from vize.api.limits import install_request_gate
-from vize.api.routes import account, classify, images, labels, models, similar, tasks, training
+from vize.api.routes import (
+    account,
+    classify,
+    images,
+    labels,
+    models,
+    similar,
+    tasks,
+    training,
+    workspaces,
+)
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
@@ -32,6 +42,7 @@ from vize.services.fetch import UrlFetcher
 from vize.services.limits import Counter, Limiter
 from vize.services.orphans import OrphanSweeper
 from vize.services.recognition import Recognizer, check_backbones
+from vize.services.workspaces import Caller
 from vize.storage import open_blob_store
 
 API_PREFIXES = ("/v2", "/recognition/v2")
@@ -52,7 +63,8 @@ def load_secret(settings: Settings) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(note_workspace)])
-    for module in (tasks, labels, images, account, training, models, classify, similar):
+    modules = (tasks, labels, images, account, training, models, classify, similar, workspaces)
+    for module in modules:
         router.include_router(module.router)
     return router
 
@@ -104,7 +116,7 @@ def create_app(
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
-    app.include_router(classify.v1_router, prefix="/v1")
+    app.include_router(classify.v1_router, prefix="/v1", dependencies=[Depends(note_workspace)])
     app.include_router(
         account.ximilar_router, prefix="/account/v2", dependencies=[Depends(note_workspace)]
     )
@@ -163,7 +175,7 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
     )
 
 
-def _nothing(owner_id: str) -> None:
+def _nothing(caller: Caller) -> None:
     return None
 
 

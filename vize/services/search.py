@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vize.config import Settings
-from vize.db.tables import Image, Label, Task, User
+from vize.db.tables import Image, Label, Task
 from vize.errors import InvalidInput, NotFound, VizeError
 from vize.services import batch
 from vize.services import similarity as sim
@@ -28,6 +28,7 @@ from vize.services.imaging import check_image
 from vize.services.jsonvalue import check_echoed_records
 from vize.services.recognition import Prepared, Recognizer
 from vize.services.tasks import get_task
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 DEFAULT_K = 10
@@ -62,10 +63,10 @@ def parse_k(value: Any) -> int:
     return k
 
 
-def _label_id(db: Session, user: User, task: Task, value: Any) -> str | None:
+def _label_id(db: Session, caller: Caller, task: Task, value: Any) -> str | None:
     if value in (None, ""):
         return None
-    label = get_owned(db, Label, value, user.id, "Label")
+    label = get_owned(db, Label, value, caller.workspace_id, "Label")
     if label.id not in {lbl.id for lbl in task.labels}:
         raise NotFound("Label not found in this task.", code="not_found")
     return label.id
@@ -76,7 +77,7 @@ def admit(
     blobs: BlobStore,
     recognizer: Recognizer,
     settings: Settings,
-    user: User,
+    caller: Caller,
     fields: dict[str, Any],
     budget: FetchBudget,
 ) -> Admitted:
@@ -86,11 +87,11 @@ def admit(
     check_echoed_records(records)  # before any fetch: the response echoes them
     k = parse_k(fields.get("k"))
     with sessions() as db:
-        task = get_task(db, user, fields.get("task_id") or fields.get("task"))
-        label_id = _label_id(db, user, task, fields.get("label"))
-        rows = sim.task_image_rows(db, user.id, task.id, label_id)
-        id_rows, queries = _id_queries(db, user, records)
-    load = partial(sim.load_vectors, sessions, blobs, recognizer, key=user.id, priority=ASK)
+        task = get_task(db, caller, fields.get("task_id") or fields.get("task"))
+        label_id = _label_id(db, caller, task, fields.get("label"))
+        rows = sim.task_image_rows(db, caller.workspace_id, task.id, label_id)
+        id_rows, queries = _id_queries(db, caller, records)
+    load = partial(sim.load_vectors, sessions, blobs, recognizer, key=caller.actor, priority=ASK)
     index = load(rows)
     known = load(id_rows) if id_rows else index
     data = record_data(settings, [r if not _is_id(r) else {} for r in records], budget)
@@ -106,7 +107,7 @@ def admit(
                 q.error = item
             else:
                 q.data = item
-    return Admitted(user.id, task, k, records, queries, index)
+    return Admitted(caller.actor, task, k, records, queries, index)
 
 
 def _is_id(record: Any) -> bool:
@@ -114,7 +115,7 @@ def _is_id(record: Any) -> bool:
 
 
 def _id_queries(
-    db: Session, user: User, records: list[Any]
+    db: Session, caller: Caller, records: list[Any]
 ) -> tuple[list[tuple[str, str, str]], list[Query]]:
     """Records that name a training image: the image must be the caller's (404 otherwise,
     for that record only)."""
@@ -124,7 +125,7 @@ def _id_queries(
             queries.append(Query())
             continue
         try:
-            image = get_owned(db, Image, record["_id"], user.id, "Image")
+            image = get_owned(db, Image, record["_id"], caller.workspace_id, "Image")
         except NotFound as exc:
             queries.append(Query(error=exc))
             continue
