@@ -312,26 +312,33 @@ def _check_csrf(state: AppState, request: Request) -> None:
 CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def note_workspace(request: Request) -> None:
+async def note_workspace(request: Request) -> AsyncIterator[None]:
     """Dependency of every API route (run first): keep what names a workspace, the
-    ``workspace`` query parameter or JSON body field (Ximilar's client sends both), for
-    ``authenticate`` to check once it knows the user. A JSON body is read (bounded by the
-    body limit, and the routes read it anyway) but parsed only after authentication."""
+    ``workspace`` query parameter or JSON body field (Ximilar's client sends both) or form
+    field, for ``authenticate`` to check once it knows the user. A JSON body is read (bounded
+    by the body limit, and the routes read it anyway) but parsed only after authentication."""
     request.state.workspace_query = request.query_params.get("workspace")
     request.state.workspace_body = None
     request.state.workspace_form = None
     if request.method in SAFE_METHODS:
+        yield
         return
     if _is_form(request):
         # Parsed once (the API gate has checked the credential of every write already) and
         # kept by the request: the route's ``read_fields`` gets the same form. Ignoring the
         # field would store an upload in the default workspace while the caller meant another.
-        value = (await request.form()).get("workspace")
-        request.state.workspace_form = value if isinstance(value, str) else None
+        form = await request.form()
+        try:
+            value = form.get("workspace")
+            request.state.workspace_form = value if isinstance(value, str) else None
+            yield
+        finally:
+            await form.close()  # also when the request was refused before the route read it
         return
     body = await request.body()  # cached: the route's own body reader gets the same bytes
     if b'"workspace"' in body:
         request.state.workspace_body = body
+    yield
 
 
 def _workspace_ref(request: Request) -> Any:

@@ -65,10 +65,7 @@ class Caller:
 
     def require(self, needed: Role) -> None:
         if not self.role.allows(needed):
-            raise ForbiddenRole(
-                f"Your role in this workspace is {self.role}; this needs {needed}.",
-                extra={"role": str(self.role), "needed": str(needed)},
-            )
+            raise ForbiddenRole(f"Your role in this workspace is {self.role}; this needs {needed}.")
 
 
 def workspace_not_found() -> NotFound:
