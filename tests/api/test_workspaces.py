@@ -19,7 +19,7 @@ from tests.inprocess import AppClient
 from vize.services.workspaces import default_workspace
 
 SAFE = ("GET", "HEAD")
-PNG = png_bytes(5)
+FILE = ("x.png", png_bytes(5), "image/png")
 
 
 def in_ws(method: str, kw: dict[str, Any], workspace: str) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def _list_requests(w: dict[str, Any]) -> list[tuple[str, str, dict]]:
         ("POST", "/v2/classify/", {"json": {"task_id": t, "records": [{"_base64": "AA=="}]}}),
         ("POST", "/v2/task/", {"json": {"name": "intruder"}}),
         ("POST", "/v2/label/", {"json": {"name": "intruder"}}),
-        ("POST", "/v2/training-image/", {"data": {}, "files": {"img_path": ("x.png", PNG, "image/png")}}),
+        ("POST", "/v2/training-image/", {"data": {}, "files": {"img_path": FILE}}),
         ("POST", "/v2/training-image/update/", {"json": {"images": [im], "mark_test": True}}),
         ("GET", "/account/v2/user/", {}),
     ]  # fmt: skip
