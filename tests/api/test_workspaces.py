@@ -128,7 +128,7 @@ def test_workspace_api_itself_is_404_for_a_non_member(
         ("GET", f"/v2/workspace/{ws}/token/", {}),
         ("POST", f"/v2/workspace/{ws}/token/", {"json": {}}),
     ]:  # fmt: skip
-        assert_error(client.request(method, url, headers=hb, **kw), 404, "workspace_not_found")
+        assert_error(client.request(method, url, headers=hb, **kw), 404, "not_found")
     assert [w["name"] for w in client.get("/v2/workspace/", headers=hb).json()["results"]] == [
         "Default"
     ]
@@ -303,7 +303,7 @@ def test_workspace_names_are_checked(client: AppClient, alice: dict) -> None:
     ws = new_workspace(client, ha, "first")
     r = client.patch(f"/v2/workspace/{ws}/", headers=ha, json={"name": "renamed"})
     assert r.status_code == 200 and r.json()["name"] == "renamed"
-    assert_error(client.get("/v2/workspace/nonsense/", headers=ha), 404, "workspace_not_found")
+    assert_error(client.get("/v2/workspace/nonsense/", headers=ha), 404, "not_found")
 
 
 def test_upload_form_field_names_the_workspace(client: AppClient, alice: dict, team: dict) -> None:

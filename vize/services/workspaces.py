@@ -187,14 +187,16 @@ def create_workspace(db: Session, user: User, name: Any) -> Workspace:
 def membership(db: Session, user: User, workspace_id: Any, needed: Role) -> Workspace:
     """The workspace ``workspace_id`` if the user is a member (else 404, as for one that does
     not exist) with at least the role ``needed`` (else 403)."""
+    # A path id answers like every other object's (``not_found``); a ``workspace`` reference
+    # of a request answers ``workspace_not_found``.
     try:
         wid = str(uuid.UUID(str(workspace_id)))
     except ValueError:
-        raise workspace_not_found() from None
+        raise NotFound("Workspace not found.") from None
     member = db.get(WorkspaceMember, (wid, user.id))
     workspace = db.get(Workspace, wid)
     if member is None or workspace is None:
-        raise workspace_not_found()
+        raise NotFound("Workspace not found.")
     Caller(wid, Role(member.role), user.id, user=user).require(needed)
     return workspace
 
