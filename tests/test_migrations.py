@@ -19,6 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from vize.db.engine import normalize_url
 from vize.db.migrate import MIGRATIONS_DIR, alembic_config, upgrade
@@ -234,3 +235,74 @@ def test_0007_adds_the_deploy_policy_and_keeps_hand_picked_versions(fresh_engine
     assert "deploy_policy" not in {c["name"] for c in inspect(fresh_engine).get_columns("tasks")}
     with fresh_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM tasks")).scalar_one() == 2
+
+
+def test_0009_moves_existing_data_into_each_owners_default_workspace(
+    fresh_engine: Engine,
+) -> None:
+    """0009 (issue 18): every user gets the default workspace whose id Ximilar's client has
+    seen (uuid5 of the user id), as its owner; their tasks, labels, images, jobs and usage
+    move into it. Downgrading keeps the objects."""
+    from vize.services.workspaces import default_workspace
+
+    _migrate(fresh_engine, "0006")
+    c = {"c": "2026-01-01 00:00:00+00:00"}
+    rows = [
+        "INSERT INTO users (id, username, email, password_hash, api_token, notify_email,"
+        " email_verified, created) VALUES ('u1', 'ann', '', '', 't1', false, false, :c),"
+        " ('u2', 'ben', '', '', 't2', false, false, :c)",
+        "INSERT INTO tasks (id, owner_id, name, description, type, production_version,"
+        " production_pinned, last_train_status, webhook_url, webhook_secret, created, updated)"
+        " VALUES ('t1', 'u1', 'cats', '', 'multi_class', 0, false, '', '', '', :c, :c),"
+        " ('t2', 'u2', 'dogs', '', 'multi_class', 0, false, '', '', '', :c, :c)",
+        "INSERT INTO labels (id, owner_id, name, description, output_name, type, created)"
+        " VALUES ('l1', 'u1', 'cat', '', '', 'category', :c)",
+        "INSERT INTO images (id, owner_id, sha256, blob_key, thumb_key, content_type, size,"
+        " width, height, file_name, meta_data, test_image, real_image, created) VALUES"
+        " ('i1', 'u1', 'abc', 'images/u1/ab/abc', 'thumbs/u1/ab/abc.jpg', 'image/png', 1, 1, 1,"
+        " '', '{}', false, false, :c), ('i2', 'u2', 'abc', 'images/u2/ab/abc',"
+        " 'thumbs/u2/ab/abc.jpg', 'image/png', 1, 1, 1, '', '{}', false, false, :c)",
+        "INSERT INTO jobs (id, kind, state, owner_id, progress, message, attempts,"
+        " max_attempts, error, worker, created) VALUES ('j1', 'embed', 'queued', 'u2', 0, '',"
+        " 0, 3, '', '', :c)",
+        "INSERT INTO usage (user_id, day, classifications) VALUES ('u1', '2026-01-02', 7)",
+    ]
+    with fresh_engine.begin() as conn:
+        for sql in rows:
+            conn.execute(text(sql), c)
+    _migrate(fresh_engine, "0009")
+    w1, w2 = default_workspace("u1"), default_workspace("u2")
+    with fresh_engine.connect() as conn:
+        spaces = conn.execute(text("SELECT id, name, default_for FROM workspaces")).all()
+        assert sorted(spaces) == sorted([(w1, "Default", "u1"), (w2, "Default", "u2")])
+        members = conn.execute(text("SELECT workspace_id, user_id, role FROM workspace_members"))
+        assert sorted(members.all()) == sorted([(w1, "u1", "owner"), (w2, "u2", "owner")])
+        for table, expected in (
+            ("tasks", [("t1", w1), ("t2", w2)]),
+            ("labels", [("l1", w1)]),
+            ("images", [("i1", w1), ("i2", w2)]),
+            ("jobs", [("j1", w2)]),
+        ):
+            got = conn.execute(text(f"SELECT id, workspace_id FROM {table} ORDER BY id")).all()
+            assert [tuple(r) for r in got] == expected, table
+        usage = conn.execute(text("SELECT workspace_id, day, classifications FROM workspace_usage"))
+        assert usage.all() == [(w1, "2026-01-02", 7)]
+    # One image per (workspace, content) from now on.
+    with fresh_engine.connect() as conn, pytest.raises(IntegrityError):
+        conn.execute(
+            text(
+                "INSERT INTO images (id, owner_id, workspace_id, sha256, blob_key, thumb_key,"
+                " content_type, size, width, height, file_name, meta_data, test_image,"
+                " real_image, created) VALUES ('i3', 'u2', :w, 'abc', 'k', 'k', 'image/png', 1,"
+                " 1, 1, '', '{}', false, false, :c)"
+            ),
+            {"w": w1, **c},
+        )
+    _migrate(fresh_engine, "0006", down=True)
+    assert "workspaces" not in inspect(fresh_engine).get_table_names()
+    with fresh_engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM images ORDER BY id")).scalars().all() == [
+            "i1",
+            "i2",
+        ]
+        assert "workspace_id" not in {c["name"] for c in inspect(fresh_engine).get_columns("tasks")}

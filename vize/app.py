@@ -27,6 +27,7 @@ from vize.api.routes import (
     similar,
     tasks,
     training,
+    workspaces,
 )
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
@@ -42,6 +43,7 @@ from vize.services.limits import Counter, Limiter
 from vize.services.orphans import OrphanSweeper
 from vize.services.recognition import Recognizer, check_backbones
 from vize.services.review import Review
+from vize.services.workspaces import Caller
 from vize.storage import open_blob_store
 
 API_PREFIXES = ("/v2", "/recognition/v2")
@@ -62,7 +64,19 @@ def load_secret(settings: Settings) -> str:
 
 def api_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(note_workspace)])
-    for module in (tasks, labels, images, account, training, models, classify, similar, review):
+    modules = (
+        tasks,
+        labels,
+        images,
+        account,
+        training,
+        models,
+        classify,
+        similar,
+        review,
+        workspaces,
+    )
+    for module in modules:
         router.include_router(module.router)
     return router
 
@@ -114,7 +128,7 @@ def create_app(
     router = api_router()
     app.include_router(router, prefix=API_PREFIXES[0])
     app.include_router(router, prefix=API_PREFIXES[1], include_in_schema=False)
-    app.include_router(classify.v1_router, prefix="/v1")
+    app.include_router(classify.v1_router, prefix="/v1", dependencies=[Depends(note_workspace)])
     app.include_router(
         account.ximilar_router, prefix="/account/v2", dependencies=[Depends(note_workspace)]
     )
@@ -175,7 +189,7 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
     )
 
 
-def _nothing(owner_id: str) -> None:
+def _nothing(caller: Caller) -> None:
     return None
 
 

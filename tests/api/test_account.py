@@ -10,7 +10,9 @@ from tests.api.helpers import assert_error
 from tests.inprocess import AppClient
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker, session_scope
+from vize.db.states import Role
 from vize.services import usage as usage_service
+from vize.services.workspaces import Caller, default_workspace
 
 
 def test_account_fields(client: AppClient, alice: dict) -> None:
@@ -62,18 +64,28 @@ def test_usage_counts_per_user_and_day(
     client: AppClient, alice: dict, bob: dict, settings: Settings
 ) -> None:
     empty = client.get("/v2/usage/", headers=alice["headers"]).json()
-    assert empty == {"today": 0, "this_month": 0, "total": 0, "daily": []}
+    nothing = {"today": 0, "this_month": 0, "total": 0, "daily": []}
+    assert empty == {**nothing, "workspace": {"id": default_workspace(alice["id"]), **nothing}}
+    alice_home = Caller(default_workspace(alice["id"]), Role.OWNER, alice["id"])
+    bob_home = Caller(default_workspace(bob["id"]), Role.OWNER, bob["id"])
+    alice_at_bob = Caller(bob_home.workspace_id, Role.VIEWER, alice["id"])
     engine = make_engine(settings)
     with session_scope(make_sessionmaker(engine)) as db:
-        usage_service.record_classifications(db, alice["id"], 3)
-        usage_service.record_classifications(db, alice["id"], 2)
-        usage_service.record_classifications(db, alice["id"], 0)
-        usage_service.record_classifications(db, bob["id"], 7)
+        usage_service.record_classifications(db, alice_home, 3)
+        usage_service.record_classifications(db, alice_home, 2)
+        usage_service.record_classifications(db, alice_home, 0)
+        usage_service.record_classifications(db, bob_home, 7)
+        usage_service.record_classifications(db, alice_at_bob, 4)  # alice's, in bob's space
     engine.dispose()
     usage = client.get("/v2/usage", headers=alice["headers"]).json()
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert usage == {
-        "today": 5, "this_month": 5, "total": 5,
-        "daily": [{"day": today, "classifications": 5}],
+        "today": 9, "this_month": 9, "total": 9,
+        "daily": [{"day": today, "classifications": 9}],
+        "workspace": {
+            "id": alice_home.workspace_id, "today": 5, "this_month": 5, "total": 5,
+            "daily": [{"day": today, "classifications": 5}],
+        },
     }  # fmt: skip
-    assert client.get("/v2/usage/", headers=bob["headers"]).json()["total"] == 7
+    of_bob = client.get("/v2/usage/", headers=bob["headers"]).json()
+    assert of_bob["total"] == 7 and of_bob["workspace"]["total"] == 11

@@ -30,6 +30,7 @@ from vize.app import create_app
 from vize.config import Settings
 from vize.db.tables import Image as ImageRow
 from vize.services import images as images_service
+from vize.services.workspaces import default_workspace
 
 IMAGE_FIELDS = {
     "id", "img_path", "thumb_img_path", "img_width", "img_height", "file_name", "content_type",
@@ -171,23 +172,23 @@ def _files(settings: Settings, folder: str) -> list[Path]:
     return [p for p in (settings.blob_dir / folder).rglob("*") if p.is_file()]
 
 
-def test_files_are_content_addressed_per_owner(
+def test_files_are_content_addressed_per_workspace(
     client: AppClient, alice: dict, bob: dict, settings: Settings
 ) -> None:
-    """Equal bytes of two users are two files: deleting alice's cannot touch bob's (a file
-    shared across users could be removed just before the other's upload committed a row)."""
+    """Equal bytes in two workspaces are two files: deleting alice's cannot touch bob's (a file
+    shared across workspaces could be removed just before the other's upload committed a row)."""
     data = png_bytes(11)
     sha = hashlib.sha256(data).hexdigest()
     a = upload(client, alice["headers"], data).json()
     b = upload(client, bob["headers"], data)
-    assert b.status_code == 201, b.text  # dedupe is per user: bob gets his own row
+    assert b.status_code == 201, b.text  # dedupe is per workspace: bob gets his own row
     b = b.json()
     assert a["id"] != b["id"] and a["sha256"] == b["sha256"] == sha
     assert _keys(settings, "images") == sorted(
-        f"images/{user['id']}/{sha[:2]}/{sha}" for user in (alice, bob)
+        f"images/{default_workspace(user['id'])}/{sha[:2]}/{sha}" for user in (alice, bob)
     )
     assert _keys(settings, "thumbs") == sorted(
-        f"thumbs/{user['id']}/{sha[:2]}/{sha}.jpg" for user in (alice, bob)
+        f"thumbs/{default_workspace(user['id'])}/{sha[:2]}/{sha}.jpg" for user in (alice, bob)
     )
     assert [p.read_bytes() for p in _files(settings, "images")] == [data, data]
     assert (

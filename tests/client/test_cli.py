@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 import vize.client.cli as client_cli
-from tests.client.conftest import LABELS, Run
+from tests.client.conftest import BASE_URL, LABELS, Run
 from tests.client.fakes import fake_training_server
 from tests.client.transport import HashReportingTransport, InProcessTransport
 from tests.helpers import image, png_bytes
 from vize.cli import main
 from vize.client import VizeClient
+from vize.client.errors import VizeAPIError
 
 Cli = Callable[..., Run]
 
@@ -296,3 +297,34 @@ def test_import_skips_known_content_without_sending_it(
     run = cli("import", str(image_folder), "--task", "cifar")
     assert "uploaded 0, already there 18, failed 0" in run.out and hashing.uploads == 19
     assert vize.images.list(task=task, label=cat).count == 6
+
+
+def test_workspaces_commands_and_the_workspace_flag(
+    cli: Cli, vize: VizeClient, transport: Any, bob: dict
+) -> None:
+    """``vize workspaces list|create``; ``--workspace`` (or VIZE_WORKSPACE) on any command."""
+    run = cli("workspaces", "list")
+    assert run.out.splitlines()[0].split() == ["ID", "NAME", "ROLE", "DEFAULT"]
+    assert "Default" in run.out and "owner" in run.out
+    made = _json(cli("workspaces", "create", "Lab", "--json"))
+    assert made["name"] == "Lab" and made["role"] == "owner"
+    listed = _json(cli("workspaces", "list", "--json"))
+    assert [(w["name"], w["default"]) for w in listed] == [("Default", True), ("Lab", False)]
+    assert cli("tasks", "create", "In lab", "--workspace", made["id"]).code == 0
+    cli("tasks", "create", "At home")
+    in_lab = _json(cli("tasks", "list", "--json", "--workspace", made["id"]))
+    assert [t["name"] for t in in_lab] == ["In lab"]
+    assert [t["name"] for t in _json(cli("tasks", "list", "--json"))] == ["At home"]
+    # The SDK alike: workspace= on the client.
+    with VizeClient(BASE_URL, vize._http._client.headers["Authorization"].split()[1],
+                    transport=transport, workspace=made["id"]) as lab:  # fmt: skip
+        assert [t.name for t in lab.tasks.iter()] == ["In lab"]
+        assert lab.labels.create("in lab too").raw["workspace"] == made["id"]
+    assert [w.name for w in vize.workspaces()] == ["Default", "Lab"]
+    # Not a member: refused, never the default workspace's data.
+    with VizeClient(BASE_URL, bob["token"], transport=transport, workspace=made["id"]) as other:
+        with pytest.raises(VizeAPIError) as err:
+            list(other.tasks.iter())
+        assert err.value.status == 404
+    run = cli("tasks", "list", "--workspace", "0b0c0d0e-0000-4000-8000-000000000000")
+    assert run.code == 1 and "Workspace not found" in run.err

@@ -174,6 +174,42 @@ def test_user_details_and_workspaces(client: AppClient, x: Ximilar, bob: dict) -
     assert names == ["ws"] and x.get(f"{P}/task/{task['id']}").status_code == 200
 
 
+def test_client_with_a_shared_workspace_lists_exactly_its_tasks(
+    client: AppClient, x: Ximilar, bob: dict
+) -> None:
+    """Workspaces (issue 18): ``RecognitionClient(token, workspace=<id>)`` of a member sees
+    the workspace's tasks and only those; its uploads land there; unknown ids are refused."""
+    alice_token = x.headers["Authorization"].split()[1]
+    create_task(x, "alice's own")
+    bob_h = {"Authorization": f"Token {bob['token']}"}
+    ws = client.post(f"{P}/workspace/", headers=bob_h, json={"name": "lab"}).json()["id"]
+    joined = client.post(
+        f"{P}/workspace/{ws}/member/", headers=bob_h, json={"username": "alice", "role": "editor"}
+    )
+    assert joined.status_code == 201, joined.text
+    bob_in_ws = Ximilar(client, bob["token"], ws)
+    for name in ("shared b", "shared a"):
+        create_task(bob_in_ws, name)
+    create_task(Ximilar(client, bob["token"]), "bob's own")
+    alice_in_ws = Ximilar(client, alice_token, ws)
+    tasks = alice_in_ws.all_pages(f"{P}/task/")
+    assert sorted(t["name"] for t in tasks) == ["shared a", "shared b"]
+    assert {t["workspace"] for t in tasks} == {ws}
+    made = create_task(alice_in_ws, "by alice")
+    assert made["workspace"] == ws and bob_in_ws.get(f"{P}/task/{made['id']}").status_code == 200
+    img = alice_in_ws.upload(base64.b64encode(png_bytes(31)).decode()).json()
+    assert img["workspace"] == ws
+    me = alice_in_ws.get("/account/v2/user/").json()
+    assert [(w["name"], w["default"]) for w in me["workspaces"]] == [
+        ("Default", True),
+        ("lab", False),
+    ]
+    assert [t["name"] for t in x.all_pages(f"{P}/task/")] == ["alice's own"]
+    unknown = Ximilar(client, alice_token, "0b0c0d0e-0000-4000-8000-000000000000")
+    assert_error(unknown.get(f"{P}/task/"), 404, "workspace_not_found")
+    assert_error(unknown.post(f"{P}/task/", {"name": "lost"}), 404, "workspace_not_found")
+
+
 def test_bad_token_before_workspace(client: AppClient) -> None:
     bad = Ximilar(client, "nope", "0b0c0d0e-0000-4000-8000-000000000000")
     assert_error(bad.get(f"{P}/task/"), 401, "invalid_token")

@@ -250,9 +250,10 @@ def _user_id(state: Any, username: str) -> str:
 def _notify(notifier: Notifier, state: Any, user_id: str) -> None:
     """A training-started notification for a task of the user, as the job worker sends it."""
     from vize.db.tables import Model, Task
+    from vize.services.workspaces import default_workspace
 
     with state.sessions.begin() as db:
-        task = Task(owner_id=user_id, name="t")
+        task = Task(owner_id=user_id, workspace_id=default_workspace(user_id), name="t")
         db.add(task)
         db.flush()
         model = Model(task_id=task.id, version=1)

@@ -138,8 +138,11 @@ def alice_world(client: AppClient, alice: dict) -> dict[str, str]:
     started = client.post(f"/v2/task/{task['id']}/train/", headers=h)  # stays queued: no worker
     assert started.status_code == 202, started.text
     job = started.json()
+    space = client.post("/v2/workspace/", headers=h, json={"name": "alice team"}).json()["id"]
+    token = client.post(f"/v2/workspace/{space}/token/", headers=h, json={"role": "editor"})
     return {"task_id": task["id"], "label_id": labels[0], "image_id": image["id"],
-            "model_id": job["model"]["id"], "job_id": job["job_id"]}  # fmt: skip
+            "model_id": job["model"]["id"], "job_id": job["job_id"], "workspace_id": space,
+            "token_id": token.json()["id"]}  # fmt: skip
 
 
 def test_every_object_of_another_user_is_404(
@@ -180,6 +183,9 @@ def test_lists_and_their_filters_hide_other_users(
             continue
         r = client.get(path, headers=hb)
         assert r.status_code == 200, path
+        if path.rstrip("/").endswith("/workspace"):  # the caller's own: bob's default alone
+            assert [w["default"] for w in r.json()["results"]] == [True], path
+            continue
         if isinstance(r.json(), dict) and "count" in r.json():
             assert r.json()["count"] == 0 and r.json()["results"] == [], path
         for param in route.dependant.query_params:

@@ -82,10 +82,10 @@ def test_requests_jobs_and_classifications_are_counted(with_token: Settings) -> 
         assert bad.status_code in (400, 404)
         state = client.transport.app.state.vize  # type: ignore[attr-defined]
         with state.sessions.begin() as db:  # what billing recorded, and a finished training
-            user_id = db.query(Job.owner_id).scalar()
+            user_id, space = db.query(Job.owner_id, Job.workspace_id).first()
             db.add(Usage(user_id=user_id, day="2026-01-01", classifications=7))
-            db.add(Job(kind="train", owner_id=user_id, state="succeeded", started=utcnow(),
-                       finished=utcnow() + timedelta(seconds=42)))  # fmt: skip
+            db.add(Job(kind="train", owner_id=user_id, workspace_id=space, state="succeeded",
+                       started=utcnow(), finished=utcnow() + timedelta(seconds=42)))  # fmt: skip
         text = scrape(client)
     route = "/v2/training-image/{image_id}/"
     assert sample(text, "vize_http_requests_total", method="GET", route=route, status="200") == 2

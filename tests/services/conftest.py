@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
+from vize.db.states import Role
 from vize.db.tables import User
 from vize.services import users as users_service
+from vize.services.workspaces import Caller, default_workspace
 from vize.storage import LocalBlobStore
 
 
@@ -56,3 +58,9 @@ def carol(sessions: sessionmaker[Session]) -> User:
 @pytest.fixture
 def dave(sessions: sessionmaker[Session]) -> User:
     return new_user(sessions, "dave")
+
+
+def me(user: User) -> Caller:
+    """The user acting in their default workspace, as the API resolves a request that names
+    no workspace (``create_user`` made it)."""
+    return Caller(default_workspace(user.id), Role.OWNER, user.id, user=user)

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.services.conftest import me
 from vize.db.tables import Task, User
 from vize.errors import InvalidInput, NotFound
 from vize.services import tasks as tasks_service
@@ -74,10 +75,11 @@ def test_parse_uuid() -> None:
 def test_get_owned_is_404_for_missing_foreign_and_malformed(
     db: Session, carol: User, dave: User
 ) -> None:
-    task = tasks_service.create_task(db, carol, "t")
-    assert get_owned(db, Task, task.id.upper(), carol.id, "Task") is task
-    for obj_id, owner in ((task.id, dave.id), ("0a8c8186-aee8-47c8-9eaf-348103feb14d", carol.id),
-                          ("x' OR 1=1 --", carol.id), (None, carol.id)):  # fmt: skip
+    task = tasks_service.create_task(db, me(carol), "t")
+    mine, theirs = me(carol).workspace_id, me(dave).workspace_id
+    assert get_owned(db, Task, task.id.upper(), mine, "Task") is task
+    for obj_id, owner in ((task.id, theirs), ("0a8c8186-aee8-47c8-9eaf-348103feb14d", mine),
+                          ("x' OR 1=1 --", mine), (None, mine)):  # fmt: skip
         with pytest.raises(NotFound) as err:
             get_owned(db, Task, obj_id, owner, "Task")
         assert err.value.status == 404 and err.value.detail == "Task not found."
@@ -85,7 +87,7 @@ def test_get_owned_is_404_for_missing_foreign_and_malformed(
 
 def test_paginate_counts_all_and_slices(db: Session, carol: User) -> None:
     for i in range(7):
-        tasks_service.create_task(db, carol, f"t{i}")
+        tasks_service.create_task(db, me(carol), f"t{i}")
     stmt = select(Task).where(Task.owner_id == carol.id).order_by(Task.name)
     page = paginate(db, stmt, 5, 5)
     assert page.count == 7 and [t.name for t in page.items] == ["t5", "t6"]

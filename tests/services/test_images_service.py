@@ -16,6 +16,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import png_bytes
+from tests.services.conftest import me
 from vize.config import Settings
 from vize.db.tables import Image, User
 from vize.errors import StorageError
@@ -53,7 +54,7 @@ def commit_upload(
 ) -> Image:  # fmt: skip
     """A whole upload, as the routes do it: insert, commit, then make sure of the files."""
     with sessions.begin() as db:
-        up = images_service.upload_image(db, blobs, settings, user, data)
+        up = images_service.upload_image(db, blobs, settings, me(user), data)
     images_service.ensure_stored(sessions, blobs, up)
     return up.image
 
@@ -65,16 +66,16 @@ def test_upload_dedupes_per_user_and_files_are_content_addressed_per_owner(
     data = png_bytes(1)
     sha = hashlib.sha256(data).hexdigest()
     with sessions.begin() as db:
-        first = images_service.upload_image(db, blobs, settings, carol, data, file_name="a.png")
-        again = images_service.upload_image(db, blobs, settings, carol, data)
-        other = images_service.upload_image(db, blobs, settings, dave, data)
+        first = images_service.upload_image(db, blobs, settings, me(carol), data, file_name="a.png")
+        again = images_service.upload_image(db, blobs, settings, me(carol), data)
+        other = images_service.upload_image(db, blobs, settings, me(dave), data)
     assert first.created and not again.created and other.created
     assert again.image.id == first.image.id != other.image.id
     # One file per owner and content: never shared across users, so one user's delete can
     # never remove the file another user's upload is committing a row for.
-    assert first.image.blob_key == f"images/{carol.id}/{sha[:2]}/{sha}"
-    assert first.image.thumb_key == f"thumbs/{carol.id}/{sha[:2]}/{sha}.jpg"
-    assert other.image.blob_key == f"images/{dave.id}/{sha[:2]}/{sha}"
+    assert first.image.blob_key == f"images/{me(carol).workspace_id}/{sha[:2]}/{sha}"
+    assert first.image.thumb_key == f"thumbs/{me(carol).workspace_id}/{sha[:2]}/{sha}.jpg"
+    assert other.image.blob_key == f"images/{me(dave).workspace_id}/{sha[:2]}/{sha}"
     assert keys(blobs) == sorted([first.image.blob_key, first.image.thumb_key,
                                   other.image.blob_key, other.image.thumb_key])  # fmt: skip
     assert blobs.get(first.image.blob_key) == blobs.get(other.image.blob_key) == data
@@ -98,7 +99,7 @@ def test_file_name_is_cleaned(
     db: Session, blobs: LocalBlobStore, settings: Settings, carol: User
 ) -> None:
     up = images_service.upload_image(
-        db, blobs, settings, carol, png_bytes(2), file_name="C:\\dir/../evil\x00\n" + "n" * 300
+        db, blobs, settings, me(carol), png_bytes(2), file_name="C:\\dir/../evil\x00\n" + "n" * 300
     )
     assert up.image.file_name.startswith("evil") and len(up.image.file_name) == 255
     assert "\x00" not in up.image.file_name and "\n" not in up.image.file_name
@@ -111,13 +112,13 @@ def test_concurrent_uploads_of_the_same_content_make_one_row(
     constraint decides, and the loser answers with the winner's row instead of a 500."""
     data = png_bytes(3)
     first = sessions()
-    winner = images_service.upload_image(first, blobs, settings, carol, data)  # flushed only
+    winner = images_service.upload_image(first, blobs, settings, me(carol), data)  # flushed only
     results: list[object] = []
 
     def second() -> None:
         try:
             with sessions.begin() as db:
-                results.append(images_service.upload_image(db, blobs, settings, carol, data))
+                results.append(images_service.upload_image(db, blobs, settings, me(carol), data))
         except BaseException as exc:  # reported below
             results.append(exc)
 
@@ -152,7 +153,7 @@ def test_the_dedupe_race_loser_leaves_the_winners_files(
     # SQLite the insert holds the write lock from there, so no other commit can come between.)
     with sessions.begin() as db:
         store = AfterWrites(blobs, 2, winner_commits_first)
-        loser = images_service.upload_image(db, store, settings, carol, data)
+        loser = images_service.upload_image(db, store, settings, me(carol), data)
     [winner] = winners
     assert not loser.created and loser.image.id == winner.id
     assert sorted(loser.files) == sorted([winner.blob_key, winner.thumb_key])  # to check too
@@ -171,12 +172,12 @@ def test_sending_the_bytes_again_puts_back_missing_files(
     for key in (image.blob_key, image.thumb_key):
         (blobs.root / key).unlink()
     with sessions.begin() as db:
-        again = images_service.upload_image(db, blobs, settings, carol, data)
+        again = images_service.upload_image(db, blobs, settings, me(carol), data)
     assert not again.created and again.image.id == image.id
     images_service.ensure_stored(sessions, blobs, again)
     assert blobs.get(image.blob_key) == data and blobs.get(image.thumb_key) == thumb
     with sessions.begin() as db:  # nothing missing: nothing to put
-        assert images_service.upload_image(db, blobs, settings, carol, data).files == {}
+        assert images_service.upload_image(db, blobs, settings, me(carol), data).files == {}
 
 
 def test_two_deletes_of_one_image_purge_once(
@@ -184,7 +185,7 @@ def test_two_deletes_of_one_image_purge_once(
 ) -> None:
     image = commit_upload(sessions, blobs, settings, carol, png_bytes(23))
     with sessions() as first, sessions() as second:
-        seen = [images_service.get_image(db, carol, image.id) for db in (first, second)]
+        seen = [images_service.get_image(db, me(carol), image.id) for db in (first, second)]
         assert images_service.delete_image(first, seen[0]) == [image.blob_key, image.thumb_key]
         first.commit()
         assert images_service.delete_image(second, seen[1]) == []  # the first one purges
@@ -199,8 +200,8 @@ def test_delete_removes_only_the_images_own_files(
 ) -> None:  # fmt: skip
     data = png_bytes(4)
     with sessions.begin() as db:
-        mine = images_service.upload_image(db, blobs, settings, carol, data).image
-        theirs = images_service.upload_image(db, blobs, settings, dave, data).image
+        mine = images_service.upload_image(db, blobs, settings, me(carol), data).image
+        theirs = images_service.upload_image(db, blobs, settings, me(dave), data).image
     with sessions.begin() as db:
         to_check = images_service.delete_image(db, db.get(Image, mine.id))  # type: ignore[arg-type]
     images_service.purge_unused_blobs(sessions, blobs, to_check)
@@ -215,8 +216,8 @@ def test_a_file_shared_by_older_rows_stays_until_the_last_goes(
     """Images stored before files were per owner share one file per content, across users."""
     data = png_bytes(14)
     with sessions.begin() as db:
-        mine = images_service.upload_image(db, blobs, settings, carol, data).image
-        theirs = images_service.upload_image(db, blobs, settings, dave, data).image
+        mine = images_service.upload_image(db, blobs, settings, me(carol), data).image
+        theirs = images_service.upload_image(db, blobs, settings, me(dave), data).image
         shared = db.get(Image, theirs.id)
         assert shared is not None
         shared.blob_key, shared.thumb_key = mine.blob_key, mine.thumb_key
@@ -231,12 +232,18 @@ def test_a_file_shared_by_older_rows_stays_until_the_last_goes(
 def test_list_filters_and_labels(
     db: Session, blobs: LocalBlobStore, settings: Settings, carol: User
 ) -> None:
-    label = labels_service.create_label(db, carol, {"name": "l"}, None)
-    a = images_service.upload_image(db, blobs, settings, carol, png_bytes(5), labels=[label]).image
-    b = images_service.upload_image(db, blobs, settings, carol, png_bytes(6), test_image=True).image
-    page = images_service.list_images(db, carol, 0, 10, label_ids=[label.id])
+    label = labels_service.create_label(db, me(carol), {"name": "l"}, None)
+    a = images_service.upload_image(
+        db, blobs, settings, me(carol), png_bytes(5), labels=[label]
+    ).image
+    b = images_service.upload_image(
+        db, blobs, settings, me(carol), png_bytes(6), test_image=True
+    ).image
+    page = images_service.list_images(db, me(carol), 0, 10, label_ids=[label.id])
     assert [i.id for i in page.items] == [a.id]
-    assert [i.id for i in images_service.list_images(db, carol, 0, 10, test=True).items] == [b.id]
+    assert [i.id for i in images_service.list_images(db, me(carol), 0, 10, test=True).items] == [
+        b.id
+    ]
     images_service.add_label(db, b, label)
     images_service.add_label(db, b, label)
     assert labels_service.counts(db, [label.id]) == {label.id: (2, 0)}
@@ -250,12 +257,14 @@ def test_concurrent_labelling_of_an_image_is_idempotent(
     from tests.services.test_tasks_labels import race
 
     with sessions.begin() as db:
-        image_id = images_service.upload_image(db, blobs, settings, carol, png_bytes(9)).image.id
-        label_id = labels_service.create_label(db, carol, {"name": "l"}, None).id
+        image_id = images_service.upload_image(
+            db, blobs, settings, me(carol), png_bytes(9)
+        ).image.id
+        label_id = labels_service.create_label(db, me(carol), {"name": "l"}, None).id
 
     def label_it(db: Session) -> list[str]:
-        image = images_service.get_image(db, carol, image_id)
-        label = labels_service.get_label(db, carol, label_id)
+        image = images_service.get_image(db, me(carol), image_id)
+        label = labels_service.get_label(db, me(carol), label_id)
         images_service.add_label(db, image, label)
         return [lbl.id for lbl in image.labels]
 
@@ -328,7 +337,7 @@ def test_a_failed_upload_leaves_files_a_committed_row_uses(
         images_service.discard_on_failure(store, sessions) as tracked,
         sessions.begin() as db,
     ):
-        images_service.upload_image(db, tracked, settings, carol, data)
+        images_service.upload_image(db, tracked, settings, me(carol), data)
     [image] = committed
     assert blobs.get(image.blob_key) == data and blobs.exists(image.thumb_key)
     assert keys(blobs) == sorted([image.blob_key, image.thumb_key])
@@ -343,7 +352,7 @@ def test_a_failed_upload_removes_its_files_when_no_row_uses_them(
         images_service.discard_on_failure(store, sessions) as tracked,
         sessions.begin() as db,
     ):
-        images_service.upload_image(db, tracked, settings, carol, png_bytes(16))
+        images_service.upload_image(db, tracked, settings, me(carol), png_bytes(16))
     assert keys(blobs) == []
 
 
@@ -363,7 +372,7 @@ def test_an_upload_puts_back_files_removed_before_its_commit(
                     if images_service.remove_blob(sessions, blobs, key):
                         removed.append(key)
 
-        up = images_service.upload_image(db, blobs, settings, carol, data)
+        up = images_service.upload_image(db, blobs, settings, me(carol), data)
     assert sorted(removed) == sorted(up.files) and keys(blobs) == []
     images_service.ensure_stored(sessions, blobs, up)
     assert blobs.get(up.image.blob_key) == data
@@ -424,9 +433,9 @@ def test_a_late_check_leaves_no_file_for_a_row_deleted_meanwhile(
     row references, so the check hands them to the removal protocol."""
     data = png_bytes(23)
     with sessions.begin() as db:
-        up = images_service.upload_image(db, blobs, settings, carol, data)
+        up = images_service.upload_image(db, blobs, settings, me(carol), data)
     with sessions.begin() as db:
-        gone = images_service.delete_image(db, images_service.get_image(db, carol, up.image.id))
+        gone = images_service.delete_image(db, images_service.get_image(db, me(carol), up.image.id))
     images_service.purge_unused_blobs(sessions, blobs, gone)
     assert keys(blobs) == []
     images_service.ensure_stored(sessions, blobs, up)

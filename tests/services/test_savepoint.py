@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import png_bytes
+from tests.services.conftest import me
 from vize.config import Settings
 from vize.db.tables import Image, Model, TaskLabel, User
 from vize.services import images as images_service
@@ -34,7 +35,7 @@ def test_an_image_insert_rolls_back_with_its_request(
     sessions: sessionmaker[Session], blobs: LocalBlobStore, settings: Settings, carol: User
 ) -> None:
     with pytest.raises(RequestFailed), sessions.begin() as db:
-        up = images_service.upload_image(db, blobs, settings, carol, png_bytes(31))
+        up = images_service.upload_image(db, blobs, settings, me(carol), png_bytes(31))
         assert up.created
         raise RequestFailed
     assert count(sessions, Image) == 0
@@ -44,12 +45,12 @@ def test_a_reserved_model_version_rolls_back_with_its_request(
     sessions: sessionmaker[Session], settings: Settings, carol: User
 ) -> None:
     with sessions.begin() as db:
-        task = tasks_service.create_task(db, carol, "t")
+        task = tasks_service.create_task(db, me(carol), "t")
         for name in ("cat", "dog"):
-            labels_service.create_label(db, carol, {"name": name}, task)
+            labels_service.create_label(db, me(carol), {"name": name}, task)
     with pytest.raises(RequestFailed), sessions.begin() as db:
-        task = tasks_service.get_task(db, carol, task.id)
-        training.start_training(db, carol, task, min_images=0)
+        task = tasks_service.get_task(db, me(carol), task.id)
+        training.start_training(db, me(carol), task, min_images=0)
         raise RequestFailed
     assert count(sessions, Model) == 0
 
@@ -58,12 +59,12 @@ def test_a_new_link_rolls_back_with_its_request(
     sessions: sessionmaker[Session], carol: User
 ) -> None:
     with sessions.begin() as db:
-        task = tasks_service.create_task(db, carol, "t")
-        label = labels_service.create_label(db, carol, {"name": "cat"}, None)
+        task = tasks_service.create_task(db, me(carol), "t")
+        label = labels_service.create_label(db, me(carol), {"name": "cat"}, None)
     with pytest.raises(RequestFailed), sessions.begin() as db:
         tasks_service.add_label(
-            db, tasks_service.get_task(db, carol, task.id),
-            labels_service.get_label(db, carol, label.id),
+            db, tasks_service.get_task(db, me(carol), task.id),
+            labels_service.get_label(db, me(carol), label.id),
         )  # fmt: skip
         raise RequestFailed
     assert count(sessions, TaskLabel) == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.services.conftest import me
 from vize.db.tables import Label, Model, User
 from vize.errors import InvalidInput
 from vize.services import labels as labels_service
@@ -16,7 +17,7 @@ from vize.services import tasks as tasks_service
 
 
 def test_create_task_cleans_and_checks(db: Session, carol: User) -> None:
-    task = tasks_service.create_task(db, carol, "  t  ", "d")
+    task = tasks_service.create_task(db, me(carol), "  t  ", "d")
     assert (task.name, task.description, task.production_version) == ("t", "d", -1)
     for name, desc, kind in (
         ("", "", "multi_class"),
@@ -24,11 +25,11 @@ def test_create_task_cleans_and_checks(db: Session, carol: User) -> None:
         ("t", "\x00", "multi_class"),
     ):
         with pytest.raises(InvalidInput):
-            tasks_service.create_task(db, carol, name, desc, kind)
+            tasks_service.create_task(db, me(carol), name, desc, kind)
 
 
 def test_update_task_treats_none_as_not_sent(db: Session, carol: User) -> None:
-    task = tasks_service.create_task(db, carol, "t", "d")
+    task = tasks_service.create_task(db, me(carol), "t", "d")
     tasks_service.update_task(db, task, {"name": None, "description": None, "type": None})
     assert (task.name, task.description) == ("t", "d")
     tasks_service.update_task(db, task, {"webhook_url": ""})
@@ -36,7 +37,7 @@ def test_update_task_treats_none_as_not_sent(db: Session, carol: User) -> None:
 
 
 def test_production_version_pins_a_trained_model(db: Session, carol: User) -> None:
-    task = tasks_service.create_task(db, carol, "t")
+    task = tasks_service.create_task(db, me(carol), "t")
     db.add_all([Model(task_id=task.id, version=1, train_status="trained"),
                 Model(task_id=task.id, version=2, train_status="failed")])  # fmt: skip
     db.flush()
@@ -48,7 +49,7 @@ def test_production_version_pins_a_trained_model(db: Session, carol: User) -> No
 
 
 def test_negative_label_lives_and_dies_with_its_task(db: Session, carol: User) -> None:
-    task = tasks_service.create_task(db, carol, "tags", type="multi_label")
+    task = tasks_service.create_task(db, me(carol), "tags", type="multi_label")
     negative = db.get(Label, task.negative_label_id)
     assert negative is not None and negative.type == "tag"
     with pytest.raises(InvalidInput):
@@ -60,9 +61,9 @@ def test_negative_label_lives_and_dies_with_its_task(db: Session, carol: User) -
 
 
 def test_negative_label_attached_elsewhere_survives(db: Session, carol: User) -> None:
-    task = tasks_service.create_task(db, carol, "tags", type="multi_label")
+    task = tasks_service.create_task(db, me(carol), "tags", type="multi_label")
     # A categorization task: another tagging task has a "negative" label of its own already.
-    other = tasks_service.create_task(db, carol, "other")
+    other = tasks_service.create_task(db, me(carol), "other")
     negative = db.get(Label, task.negative_label_id)
     assert negative is not None
     tasks_service.add_label(db, other, negative)
@@ -73,8 +74,8 @@ def test_negative_label_attached_elsewhere_survives(db: Session, carol: User) ->
 
 
 def test_label_fields(db: Session, carol: User) -> None:
-    tagging = tasks_service.create_task(db, carol, "tags", type="multi_label")
-    tag = labels_service.create_label(db, carol, {"name": " red ", "type": ""}, tagging)
+    tagging = tasks_service.create_task(db, me(carol), "tags", type="multi_label")
+    tag = labels_service.create_label(db, me(carol), {"name": " red ", "type": ""}, tagging)
     assert (tag.name, tag.type) == ("red", "tag")
     labels_service.update_label(db, tag, {"name": None, "description": "x", "output_name": "R"})
     assert (tag.name, tag.description, tag.output_name) == ("red", "x", "R")
@@ -89,12 +90,12 @@ def test_concurrent_attach_of_the_same_label_is_idempotent(
 ) -> None:
     """Two parallel add-label requests: the second must not fail on the primary key."""
     with sessions.begin() as db:
-        task_id = tasks_service.create_task(db, carol, "t").id
-        label_id = labels_service.create_label(db, carol, {"name": "l"}, None).id
+        task_id = tasks_service.create_task(db, me(carol), "t").id
+        label_id = labels_service.create_label(db, me(carol), {"name": "l"}, None).id
 
     def attach(db: Session) -> list[str]:
-        task = tasks_service.get_task(db, carol, task_id)
-        label = labels_service.get_label(db, carol, label_id)
+        task = tasks_service.get_task(db, me(carol), task_id)
+        label = labels_service.get_label(db, me(carol), label_id)
         return [lbl.id for lbl in tasks_service.add_label(db, task, label).labels]
 
     first, second = race(sessions, attach)

@@ -7,6 +7,7 @@ import threading
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.services.conftest import me
 from vize.db.tables import User
 from vize.errors import Conflict, InvalidInput
 from vize.services import usage as usage_service
@@ -79,7 +80,7 @@ def test_usage_increments_are_atomic(sessions: sessionmaker[Session], carol: Use
         try:
             for _ in range(5):
                 with sessions.begin() as db:
-                    usage_service.record_classifications(db, carol.id, 2)
+                    usage_service.record_classifications(db, me(carol), 2)
         except BaseException as exc:  # reported below: a thread's failure must fail the test
             errors.append(exc)
 

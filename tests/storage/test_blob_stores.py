@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.api.helpers import assert_error, upload
 from tests.helpers import png_bytes, task_with_images, token_user, wait_training
 from tests.inprocess import app_client
+from tests.services.conftest import me
 from tests.services.test_images_service import AfterWrites, commit_upload
 from tests.storage.conftest import Backend
 from vize.app import create_app
@@ -156,7 +157,7 @@ def test_the_dedupe_race_loser_leaves_the_winners_files(
 
     with images_service.discard_on_failure(blobs, sessions) as tracked, sessions.begin() as db:
         store = AfterWrites(tracked, 2, winner_commits_first)  # type: ignore[arg-type]
-        loser = images_service.upload_image(db, store, settings, carol, data)
+        loser = images_service.upload_image(db, store, settings, me(carol), data)
     [winner] = winners
     assert not loser.created and loser.image.id == winner.id
     assert keys(blobs) == sorted([winner.blob_key, winner.thumb_key])

@@ -123,12 +123,15 @@ def test_api_writes_with_the_cookie_need_the_header(client: AppClient) -> None:
 
 
 def test_account_page_token_usage_and_notifications(client: AppClient, app: FastAPI) -> None:
+    from vize.db.states import Role
     from vize.services import usage as usage_service
+    from vize.services.workspaces import Caller, default_workspace
 
     sign_up(client, "frank")
     me = client.get("/v2/account/").json()
     with app.state.vize.sessions.begin() as db:
-        usage_service.record_classifications(db, me["id"], 7)
+        home = Caller(default_workspace(me["id"]), Role.OWNER, me["id"])
+        usage_service.record_classifications(db, home, 7)
     page = client.get("/account").text
     assert 'id="usage-today">7<' in page and 'id="usage-total">7<' in page
     old_token = page.split('id="api-token" class="mono" value="')[1].split('"')[0]

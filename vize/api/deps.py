@@ -1,4 +1,4 @@
-"""Typed dependencies: settings, database session, blob store, the authenticated user."""
+"""Typed dependencies: settings, database session, blob store, the authenticated caller."""
 
 from __future__ import annotations
 
@@ -19,15 +19,18 @@ from starlette.datastructures import FormData
 from starlette.types import Scope
 
 from vize.api.limits import gate_request, user_id_from_gate
+from vize.api.routing import MIN_ROLE_ATTR
 from vize.api.signing import ImageLinks
 from vize.config import Settings
 from vize.db.engine import session_scope
-from vize.db.tables import User
+from vize.db.states import Role
+from vize.db.tables import User, WorkspaceToken
 from vize.errors import InvalidInput, Unauthorized, VizeError
 from vize.jobs.runners import JobRunner
 from vize.observability.metrics import Metrics
 from vize.services import sessions as sessions_service
 from vize.services import users as users_service
+from vize.services import workspaces as workspaces_service
 from vize.services.classify import Classifier
 from vize.services.context import JobContext
 from vize.services.fetch import UrlFetcher
@@ -41,14 +44,17 @@ from vize.services.limits import (
 )
 from vize.services.orphans import OrphanSweeper
 from vize.services.recognition import Recognizer
-from vize.services.workspaces import check_workspace
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 SESSION_COOKIE = "vize_session"
+# The web's workspace switcher: a browser's API calls without a ``workspace`` act there too.
+WORKSPACE_COOKIE = "vize_workspace"
 SESSION_MAX_AGE = 14 * 24 * 3600
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 INLINE_JSON_BYTES = 64 * 1024
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+TOKEN_KEY = "token:"  # the gate's note of a service token, before its id
 NOT_AUTHENTICATED = (
     "Authentication required: send the header 'Authorization: Token <your API token>'."
 )
@@ -64,7 +70,7 @@ class Services:
     classifier: Classifier
     runner: JobRunner
     jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
-    after_upload: Callable[[str], None]  # called with the owner's id after new images
+    after_upload: Callable[[Caller], None]  # called with the uploader after new images
     fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
     metrics: Metrics  # this process's /metrics
     sweeper: OrphanSweeper | None  # the background orphan sweep (VIZE_ORPHAN_SWEEP)
@@ -204,49 +210,73 @@ def note_credential_failure(state: AppState, request: Request) -> None:
     record_auth_failure(state.services.counter, client_ip(request), limit)
 
 
-def get_current_user(request: Request, state: State, db: DB) -> User:
-    user = authenticate(request, state, db)
-    request.scope.setdefault("state", {})["vize_log_user_id"] = user.id  # the request's log line
+def get_current_caller(request: Request, state: State, db: DB) -> Caller:
+    caller = authenticate(request, state, db)
+    request.scope.setdefault("state", {})["vize_log_user_id"] = caller.actor  # the log line
     # End the lookup's transaction: its pooled connection goes back now, not when the request
     # ends. Routes that then open their own sessions (uploads, classify, training) would
     # otherwise hold two connections each, and under load every request would wait for a
     # second one that no request gives back (pool exhausted: 500 after 30 s). The user stays
     # loaded (expire_on_commit=False) and attached for the route's own use of ``db``.
     db.commit()
-    return user
+    return caller
 
 
 def authenticate_scope(scope: Scope) -> str:
-    """The request gate's check (headers only, body unread): the user id, or the refusal."""
+    """The request gate's check (headers only, body unread): the credential's key (a user
+    id, or ``token:<id>`` for a service token), or the refusal."""
     state: AppState = scope["app"].state.vize
     with state.sessions() as db:
-        return authenticate(gate_request(scope), state, db).id
+        credential = _credential(gate_request(scope), state, db)
+    return credential.id if isinstance(credential, User) else TOKEN_KEY + credential.id
 
 
-def authenticate(request: Request, state: AppState, db: Session) -> User:
-    """The request's user, from its API token or its session cookie (+ CSRF for writes), who
-    must own the workspace the request names, if any (404 otherwise, after the credential).
+def authenticate(request: Request, state: AppState, db: Session) -> Caller:
+    """The request's caller: its credential (API token, service token, or session cookie +
+    CSRF for writes), the workspace the request names (the default one if none; 404 unless
+    a member) and the role there, which must allow the route (403 ``forbidden_role``).
     Plain function as well as the dependency: a route may run it in its own worker thread."""
-    user = _credential_user(request, state, db)
-    check_workspace(user.id, _workspace_ref(request))
-    return user
+    credential = _credential(request, state, db)
+    ref = _workspace_ref(request)
+    if ref is None and "authorization" not in request.headers:  # the page's own calls
+        ref = request.cookies.get(WORKSPACE_COOKIE)
+    if isinstance(credential, User):
+        caller = workspaces_service.resolve_user(db, credential, ref)
+    else:
+        caller = workspaces_service.resolve_token(credential, ref)
+    caller.require(needed_role(request))
+    return caller
 
 
-def _credential_user(request: Request, state: AppState, db: Session) -> User:
+def needed_role(request: Request) -> Role:
+    """The route's own (``routing.min_role``), else: reads for viewers, writes for editors."""
+    marked = getattr(request.scope.get("endpoint"), MIN_ROLE_ATTR, None)
+    if isinstance(marked, Role):
+        return marked
+    return Role.VIEWER if request.method in SAFE_METHODS else Role.EDITOR
+
+
+def _credential(request: Request, state: AppState, db: Session) -> User | WorkspaceToken:
     checked = user_id_from_gate(request.scope)
     if checked is not None:  # the gate checked this request's credential already
-        user = db.get(User, checked)
-        if user is not None:
-            return user
+        known: User | WorkspaceToken | None
+        if checked.startswith(TOKEN_KEY):
+            known = db.get(WorkspaceToken, checked.removeprefix(TOKEN_KEY))
+        else:
+            known = db.get(User, checked)
+        if known is not None:
+            return known
     token = _token_from_header(request)
     if token is not None:
         check_credential_allowed(state, request)
-        user = users_service.by_token(db, token)
-        if user is None:
+        found: User | WorkspaceToken | None = workspaces_service.token_by_secret(db, token)
+        if found is None:
+            found = users_service.by_token(db, token)
+        if found is None:
             note_credential_failure(state, request)
             raise Unauthorized("Invalid API token.", code="invalid_token")
         check_credential_allowed(state, request)  # others' failures may have locked it since
-        return user
+        return found
     user = session_user(state, request, db)
     if user is not None:
         _check_csrf(state, request)
@@ -255,6 +285,18 @@ def _credential_user(request: Request, state: AppState, db: Session) -> User:
         NOT_AUTHENTICATED,
         code="not_authenticated",
     )
+
+
+def caller_user(caller: Caller) -> User:
+    """The caller's user account: routes about a person (account, workspaces) refuse a
+    service token."""
+    if caller.user is None:
+        raise VizeError(
+            "A service token acts in its workspace only; this needs a user's API token.",
+            code="user_token_required",
+            status=403,
+        )
+    return caller.user
 
 
 def _check_csrf(state: AppState, request: Request) -> None:
@@ -267,27 +309,45 @@ def _check_csrf(state: AppState, request: Request) -> None:
         raise VizeError("CSRF token missing or wrong.", code="csrf_failed", status=403)
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentCaller = Annotated[Caller, Depends(get_current_caller)]
 
 
-async def note_workspace(request: Request) -> None:
+async def note_workspace(request: Request) -> AsyncIterator[None]:
     """Dependency of every API route (run first): keep what names a workspace, the
-    ``workspace`` query parameter or JSON body field (Ximilar's client sends both), for
-    ``authenticate`` to check once it knows the user. A JSON body is read (bounded by the
-    body limit, and the routes read it anyway) but parsed only after authentication."""
+    ``workspace`` query parameter or JSON body field (Ximilar's client sends both) or form
+    field, for ``authenticate`` to check once it knows the user. A JSON body is read (bounded
+    by the body limit, and the routes read it anyway) but parsed only after authentication."""
     request.state.workspace_query = request.query_params.get("workspace")
     request.state.workspace_body = None
-    if request.method in SAFE_METHODS or _is_form(request):
+    request.state.workspace_form = None
+    if request.method in SAFE_METHODS:
+        yield
+        return
+    if _is_form(request):
+        # Parsed once (the API gate has checked the credential of every write already) and
+        # kept by the request: the route's ``read_fields`` gets the same form. Ignoring the
+        # field would store an upload in the default workspace while the caller meant another.
+        form = await request.form()
+        try:
+            value = form.get("workspace")
+            request.state.workspace_form = value if isinstance(value, str) else None
+            yield
+        finally:
+            await form.close()  # also when the request was refused before the route read it
         return
     body = await request.body()  # cached: the route's own body reader gets the same bytes
     if b'"workspace"' in body:
         request.state.workspace_body = body
+    yield
 
 
 def _workspace_ref(request: Request) -> Any:
     query = getattr(request.state, "workspace_query", None)
     if query is not None:
         return query
+    form = getattr(request.state, "workspace_form", None)
+    if form is not None:
+        return form
     body = getattr(request.state, "workspace_body", None)
     if body is None:
         return None

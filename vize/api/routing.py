@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+
+from vize.db.states import Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+MIN_ROLE_ATTR = "__vize_min_role__"
+
+
+def min_role(role: Role) -> Callable[[F], F]:
+    """Mark a route with the workspace role it needs, where the default does not fit (reads
+    need a viewer, writes an editor): e.g. classifying is a POST a viewer may send. Put it
+    under the route decorator; ``deps.authenticate`` checks it."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, MIN_ROLE_ATTR, role)
+        return endpoint
+
+    return mark
 
 
 class SlashRouter(APIRouter):

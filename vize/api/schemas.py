@@ -13,7 +13,6 @@ from vize.api.signing import ImageLinks
 from vize.config import Settings
 from vize.db.tables import Image, Label, Model, Task
 from vize.services.common import Page
-from vize.services.workspaces import default_workspace
 
 
 class XimilarTrainStatus(StrEnum):
@@ -138,7 +137,7 @@ def label_out(
         "description": label.description,
         "output_name": label.output_name,
         "type": label.type,
-        "workspace": default_workspace(label.owner_id),
+        "workspace": label.workspace_id,
         "created": iso(label.created),
     }
     if images is not None:
@@ -162,7 +161,7 @@ def task_out(task: Task, counts: dict[str, tuple[int, int]] | None = None) -> di
         "deploy_policy": task.deploy_policy,
         "last_train_status": ximilar_status(task.last_train_status),
         "last_train_state": task.last_train_status,
-        "workspace": default_workspace(task.owner_id),
+        "workspace": task.workspace_id,
         "negative_label": task.negative_label_id,
         "unknown": task.unknown,
         "webhook_url": task.webhook_url,
@@ -190,7 +189,7 @@ def image_out(image: Image, root: str, links: ImageLinks, prefix: str = "/v2") -
         "meta_data": image.meta_data,
         "test_image": image.test_image,
         "real": image.real_image,
-        "workspace": default_workspace(image.owner_id),
+        "workspace": image.workspace_id,
         "created": iso(image.created),
     }
 

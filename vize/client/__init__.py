@@ -40,6 +40,7 @@ from vize.client.objects import (
     Task,
     Usage,
     UsageDay,
+    Workspace,
 )
 from vize.client.resources import UploadItem, UploadResult
 from vize.client.similarity import Insights, SimilarImage, SimilarResult
@@ -83,4 +84,5 @@ __all__ = [
     "VizeClient",
     "VizeConnectionError",
     "VizeError",
+    "Workspace",
 ]

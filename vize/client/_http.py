@@ -55,8 +55,12 @@ class Http:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        workspace: str | None = None,
     ) -> None:
         self.root = api_root(url)
+        # Sent with every request (the server reads it as Ximilar's client sends it): the
+        # workspace every call acts in; None is the user's default workspace.
+        self.workspace = workspace or None
         self.retries = max(0, retries)
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -94,6 +98,8 @@ class Http:
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        if self.workspace is not None:
+            clean.setdefault("workspace", self.workspace)
         attempt = 0
         while True:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import getpass
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +32,8 @@ TRANSPORT: httpx.BaseTransport | None = None
 Command = Callable[[argparse.Namespace, VizeClient], int]
 
 
-def make_client(url: str, token: str) -> VizeClient:
-    return VizeClient(url, token, transport=TRANSPORT)
+def make_client(url: str, token: str, workspace: str | None = None) -> VizeClient:
+    return VizeClient(url, token, transport=TRANSPORT, workspace=workspace)
 
 
 def _with_client(fn: Command) -> Callable[[argparse.Namespace], int]:
@@ -42,7 +43,8 @@ def _with_client(fn: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         def body() -> int:
             creds = config.resolve(args.url, args.token, config.config_path(args.config))
-            with make_client(creds.url, creds.token) as client:
+            workspace = getattr(args, "workspace", None) or os.environ.get("VIZE_WORKSPACE")
+            with make_client(creds.url, creds.token, workspace) as client:
                 return fn(args, client)
 
         return _guarded(body)
@@ -422,6 +424,42 @@ def cmd_export_model(args: argparse.Namespace, client: VizeClient) -> int:
     return 0
 
 
+# -- workspaces ----------------------------------------------------------------------------------
+
+
+@_with_client
+def cmd_workspaces_list(args: argparse.Namespace, client: VizeClient) -> int:
+    spaces = client.workspaces()
+    if args.json:
+        dump_json([w.raw for w in spaces])
+    else:
+        rows = [[w.id, w.name, w.role, "yes" if w.default else ""] for w in spaces]
+        table(["ID", "NAME", "ROLE", "DEFAULT"], rows)
+    return 0
+
+
+@_with_client
+def cmd_workspaces_create(args: argparse.Namespace, client: VizeClient) -> int:
+    created = client.create_workspace(args.name)
+    if args.json:
+        dump_json(created.raw)
+    else:
+        print(f"Created workspace {created.name!r}: {created.id} (use --workspace {created.id}).")
+    return 0
+
+
+def _register_workspaces(sub: Any, common: argparse.ArgumentParser) -> None:
+    spaces = sub.add_parser("workspaces", help="list and create workspaces")
+    cmds = spaces.add_subparsers(dest="workspaces_command", required=True)
+    p = cmds.add_parser("list", parents=[common], help="your workspaces and your role in each")
+    _json_flag(p)
+    p.set_defaults(func=cmd_workspaces_list)
+    p = cmds.add_parser("create", parents=[common], help="create a workspace (you own it)")
+    p.add_argument("name")
+    _json_flag(p)
+    p.set_defaults(func=cmd_workspaces_create)
+
+
 # -- argument parsing ----------------------------------------------------------------------------
 
 
@@ -432,6 +470,9 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--token", help="API token (default: VIZE_TOKEN, then the config file)")
     group.add_argument(
         "--config", help="config file (default: VIZE_CONFIG or ~/.config/vize/config.json)"
+    )
+    group.add_argument(
+        "--workspace", help="workspace id to act in (default: VIZE_WORKSPACE, then your default)"
     )
     return common
 
@@ -463,6 +504,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_labels(sub, common)
     _register_data(sub, common)
     _register_models(sub, common)
+    _register_workspaces(sub, common)
 
 
 def _register_tasks(sub: Any, common: argparse.ArgumentParser) -> None:

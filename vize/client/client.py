@@ -12,7 +12,16 @@ import httpx
 from vize.client._http import Http
 from vize.client.errors import TrainingFailed, TrainingTimeout, VizeAPIError
 from vize.client.imageio import ImageInput, is_single, prepare
-from vize.client.objects import Account, Classification, Image, Job, Json, Model, Usage
+from vize.client.objects import (
+    Account,
+    Classification,
+    Image,
+    Job,
+    Json,
+    Model,
+    Usage,
+    Workspace,
+)
 from vize.client.resources import Images, Labels, Models, Ref, Tasks, ref
 from vize.client.similarity import Insights, SimilarResult
 
@@ -30,6 +39,7 @@ class VizeClient:
     calls the app in-process). ``retries`` is how many times a request is repeated after a
     connection failure, timeout, 429 or 5xx, with exponential backoff from ``backoff`` seconds;
     requests that are not safe to repeat are only retried when they cannot have been processed.
+    ``workspace`` (an id) is the workspace every call acts in; None: the user's default one.
     """
 
     def __init__(
@@ -41,10 +51,18 @@ class VizeClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = 3,
         backoff: float = 0.5,
+        workspace: str | None = None,
     ) -> None:
         self.url = url
+        self.workspace = workspace
         self._http = Http(
-            url, token, transport=transport, timeout=timeout, retries=retries, backoff=backoff
+            url,
+            token,
+            transport=transport,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            workspace=workspace,
         )
         self.tasks = Tasks(self._http)
         self.labels = Labels(self._http)
@@ -81,6 +99,17 @@ class VizeClient:
 
     def usage(self) -> Usage:
         return Usage.from_json(self._http.json("GET", "usage/"))
+
+    # -- workspaces --------------------------------------------------------------------------
+
+    def workspaces(self) -> list[Workspace]:
+        """The user's workspaces with their role in each (the default one first)."""
+        data = self._http.json("GET", "workspace/")
+        return [Workspace.from_json(w) for w in data.get("results") or []]
+
+    def create_workspace(self, name: str) -> Workspace:
+        """A new workspace, owned by the user (pass its ``id`` as ``workspace=``)."""
+        return Workspace.from_json(self._http.json("POST", "workspace/", json={"name": name}))
 
     # -- training ----------------------------------------------------------------------------
 

@@ -279,6 +279,25 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class Workspace:
+    id: str
+    name: str
+    role: str  # owner, editor or viewer
+    default: bool  # the user's default workspace
+    raw: Json = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Json) -> Workspace:
+        return cls(
+            _str(data.get("id")),
+            _str(data.get("name")),
+            _str(data.get("role")),
+            bool(data.get("default")),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
 class UsageDay:
     day: str
     classifications: int

@@ -43,3 +43,17 @@ class DeployPolicy(StrEnum):
     ALWAYS = "always"  # the newest trained version is deployed
     IF_BETTER = "if_better"  # only if its cross-validated accuracy beats the deployed one
     NEVER = "never"  # the owner deploys by hand
+
+
+class Role(StrEnum):
+    """A member's (or a service token's) role in a workspace, strongest first."""
+
+    OWNER = "owner"  # members, tokens, rename, delete; everything an editor may
+    EDITOR = "editor"  # tasks, labels, images, training, deploying
+    VIEWER = "viewer"  # read and classify only
+
+    def allows(self, needed: Role) -> bool:
+        return ROLE_RANK[self] >= ROLE_RANK[needed]
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.OWNER: 2}

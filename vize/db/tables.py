@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vize.db.states import DeployPolicy, JobState, PredictionStatus, TrainStatus
+from vize.db.states import DeployPolicy, JobState, PredictionStatus, Role, TrainStatus
 
 
 def new_id() -> str:
@@ -74,6 +74,51 @@ class User(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Workspace(Base):
+    """A team's space: tasks, labels, images and models belong to one. Every user has a
+    default workspace, whose id derives from the user's (``workspaces.default_workspace``):
+    the id Ximilar's client already knows."""
+
+    __tablename__ = "workspaces"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    # Set on a user's default workspace: it cannot be deleted, nor that user removed.
+    default_for: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), unique=True, nullable=True
+    )
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceMember(Base):
+    __tablename__ = "workspace_members"
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(10), default=Role.VIEWER)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceToken(Base):
+    """A service token: a script's or a CI job's credential for one workspace, with a role.
+    Only its SHA-256 is stored (the token is shown once); deleting the row revokes it."""
+
+    __tablename__ = "workspace_tokens"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255), default="")
+    role: Mapped[str] = mapped_column(String(10), default=Role.VIEWER)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12), default="")  # shown in lists
+    # Who made it: the usage of its classifications counts for them too.
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class WebSession(Base):
     """A browser login. The signed cookie names its row: logging out deletes the row, so a
     copied cookie stops working at once (a signature alone stays valid for 14 days)."""
@@ -110,6 +155,11 @@ class Task(Base):
     __tablename__ = "tasks"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The workspace the object belongs to: every query scopes by it (``owner_id`` is who
+    # created it, kept for the record).
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
     type: Mapped[str] = mapped_column(String(20), default="multi_class")
@@ -140,6 +190,11 @@ class Label(Base):
     __tablename__ = "labels"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The workspace the object belongs to: every query scopes by it (``owner_id`` is who
+    # created it, kept for the record).
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
     output_name: Mapped[str] = mapped_column(String(255), default="")
@@ -150,9 +205,16 @@ class Label(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("owner_id", "sha256", name="uq_images_owner_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "sha256", name="uq_images_workspace_sha256"),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The workspace the object belongs to: every query scopes by it (``owner_id`` is who
+    # created it, kept for the record).
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     sha256: Mapped[str] = mapped_column(String(64))
     # Indexed: removing a file asks whether any row still references its key.
     blob_key: Mapped[str] = mapped_column(String(255), index=True)
@@ -212,6 +274,11 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(20), default=JobState.QUEUED)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The workspace the object belongs to: every query scopes by it (``owner_id`` is who
+    # created it, kept for the record).
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     task_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     model_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -232,6 +299,17 @@ class Usage(Base):
     __tablename__ = "usage"
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    classifications: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WorkspaceUsage(Base):
+    """Images classified per workspace per day (``Usage`` counts the same per user)."""
+
+    __tablename__ = "workspace_usage"
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
     )
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     classifications: Mapped[int] = mapped_column(Integer, default=0)
@@ -266,6 +344,9 @@ class Prediction(Base):
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     model_version: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))

@@ -11,6 +11,7 @@ from vize.services import jobstore
 from vize.services.context import JobContext
 from vize.services.notify import Notifier
 from vize.services.recognition import Recognizer
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore, open_blob_store
 
 
@@ -41,9 +42,10 @@ def make_runner(settings: Settings, ctx: JobContext | None) -> JobRunner:
     return EmbeddedRunner(ctx)
 
 
-def queue_embedding(sessions: sessionmaker[Session], runner: JobRunner, owner_id: str) -> None:
-    """Queue (and deliver) an embed job for the owner's new images, unless one is pending."""
+def queue_embedding(sessions: sessionmaker[Session], runner: JobRunner, caller: Caller) -> None:
+    """Queue (and deliver) an embed job for the workspace's new images, unless one is
+    pending."""
     with sessions.begin() as db:
-        job_id = jobstore.queue_embedding(db, owner_id)
+        job_id = jobstore.queue_embedding(db, caller.user_id, caller.workspace_id)
     if job_id is not None:
         runner.submit(job_id)

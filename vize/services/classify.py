@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vize.config import Settings
-from vize.db.tables import Label, Model, Task, User
+from vize.db.tables import Label, Model, Task
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.ml.backbones import get_backbone_config
 from vize.ml.predictor import Head
@@ -32,6 +32,7 @@ from vize.services.fetch import FetchBudget, UrlFetcher, record_bytes
 from vize.services.jsonvalue import check_echoed_records
 from vize.services.limits import Limiter
 from vize.services.recognition import Prepared, Recognizer
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 MAX_RECORDS = 10
@@ -59,7 +60,7 @@ class Ask:
 
 
 # The request's user from a database session: raises Unauthorized for a bad credential.
-Authenticate = Callable[[Session], User]
+Authenticate = Callable[[Session], Caller]
 Parse = Callable[[dict[str, Any]], Ask]
 # (job, decoded records, probabilities, decision scores or None, the answered records)
 StoreHook = Callable[
@@ -101,13 +102,13 @@ def resolve(
     db: Session,
     recognizer: Recognizer,
     blobs: BlobStore,
-    user: User,
+    caller: Caller,
     task_id: Any,
     version: Any = None,
 ) -> Deployed:
     if not task_id:
         raise InvalidInput("Field 'task_id' (or 'task') is required.", code="required")
-    task = tasks_service.get_task(db, user, task_id)
+    task = tasks_service.get_task(db, caller, task_id)
     if version in (None, "", -1, "-1"):
         if task.production_version < 1:
             raise InvalidInput(
@@ -132,7 +133,7 @@ class Admitted:
     """A classification let in: whose, what, with which model, and each record's bytes (or
     why there are none)."""
 
-    user_id: str
+    caller: Caller
     ask: Ask
     dep: Deployed
     data: list[bytes | VizeError]
@@ -170,20 +171,20 @@ class Classifier:
         """Everything before decoding. Authentication first: a bad credential is a 401
         whatever else is wrong (``fields`` is the body, or why it did not parse)."""
         with self.sessions() as db:
-            user = authenticate(db)
+            caller = authenticate(db)
             if isinstance(fields, VizeError):
                 raise fields
             ask = parse(fields)
             if self.limiter is not None:
-                self.limiter.check(user.id, len(ask.records))
-            dep = resolve(db, self.recognizer, self.blobs, user, ask.task_id, ask.version)
-        # One deadline for every `_url` of the request, and the user's cap on fetches.
-        budget = FetchBudget.start(self.settings, user.id, self.fetcher)
+                self.limiter.check(caller, len(ask.records))
+            dep = resolve(db, self.recognizer, self.blobs, caller, ask.task_id, ask.version)
+        # One deadline for every `_url` of the request, and the caller's cap on fetches.
+        budget = FetchBudget.start(self.settings, caller.actor, self.fetcher)
         data = record_data(self.settings, ask.records, budget)
         size = max(get_backbone_config(name).input_size for name in dep.head.backbones)
         limit = self.settings.max_image_pixels
         cost = sum(decode_cost(d, size, limit) for d in data if isinstance(d, bytes))
-        return Admitted(user.id, ask, dep, data, cost)
+        return Admitted(caller, ask, dep, data, cost)
 
     def answer_unknown(
         self, job: Admitted, probs: np.ndarray, desc: np.ndarray, results: list[dict[str, Any]]
@@ -204,7 +205,7 @@ class Classifier:
         if good:
             probs, desc = self.recognizer.predict(job.dep.head, good)
             with self.sessions.begin() as db:
-                usage_service.record_classifications(db, job.user_id, len(good))
+                usage_service.record_classifications(db, job.caller, len(good))
         results = build_records(job.dep, job.ask, prepared, probs, desc)
         scores = self.answer_unknown(job, probs, desc, results)
         if job.ask.store_images and self.on_stored is not None:

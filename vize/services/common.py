@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,12 +52,21 @@ def id_or_404(value: object, what: str) -> str:
         raise NotFound(f"{what} not found.") from None
 
 
-def get_owned(db: Session, table: type[B], obj_id: object, owner_id: str, what: str) -> B:
-    """Fetch by id, answering 404 alike for a missing row and another user's row."""
+def get_owned(db: Session, table: type[B], obj_id: object, workspace_id: str, what: str) -> B:
+    """Fetch by id within the caller's workspace (``caller.workspace_id``), answering 404 alike
+    for a missing row and a row of another workspace. ``table`` needs a ``workspace_id``."""
     obj = db.get(table, id_or_404(obj_id, what))
-    if obj is None or getattr(obj, "owner_id", None) != owner_id:
+    if obj is None or getattr(obj, "workspace_id", None) != workspace_id:
         raise NotFound(f"{what} not found.")
     return obj
+
+
+def in_workspace(table: Any, workspace_id: str) -> ColumnElement[bool]:
+    """The WHERE clause that scopes a query of ``table`` to one workspace: every list of a
+    workspace's objects goes through it,
+    ``select(T).where(in_workspace(T, caller.workspace_id))``."""
+    clause: ColumnElement[bool] = table.workspace_id == workspace_id
+    return clause
 
 
 def text_field(value: object, field: str, max_len: int, *, strip: bool = False) -> str:

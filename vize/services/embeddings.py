@@ -138,7 +138,7 @@ def _store_vectors(sessions: Any, new: dict[tuple[str, str, str], np.ndarray]) -
 
 
 def embed_new(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
-    """The ``embed`` job: embed the owner's images that have no cached vector yet."""
+    """The ``embed`` job: embed the workspace's images that have no cached vector yet."""
     first = ctx.recognizer.backbones[0]
     with ctx.sessions() as db:
         cached = select(Embedding.image_id).where(
@@ -146,7 +146,7 @@ def embed_new(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
         )
         rows = db.execute(
             select(Image.id, Image.blob_key)
-            .where(Image.owner_id == job.owner_id, Image.id.not_in(cached))
+            .where(Image.workspace_id == job.workspace_id, Image.id.not_in(cached))
             .order_by(Image.created)
         ).all()
     images = [(image_id, key) for image_id, key in rows]

@@ -16,13 +16,20 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vize.config import Settings
 from vize.db.engine import savepoint
-from vize.db.tables import Image, ImageLabel, Label, Prediction, TaskLabel, User, new_id
+from vize.db.tables import Image, ImageLabel, Label, Prediction, TaskLabel, new_id
 from vize.errors import InvalidInput, VizeError
 from vize.ml.preprocess import Budget
-from vize.services.common import Page, get_owned, like_pattern, paginate
+from vize.services.common import (
+    Page,
+    get_owned,
+    in_workspace,
+    like_pattern,
+    paginate,
+)
 from vize.services.conflicts import check_new_image, place_label
 from vize.services.imaging import CheckedImage, check_image, make_thumbnail
 from vize.services.jsonvalue import check_json
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 MAX_META_CHARS = 64 * 1024
@@ -38,11 +45,11 @@ class Upload:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def blob_keys(owner_id: str, sha256: str) -> tuple[str, str]:
-    # Content addressed per owner: equal bytes of one user are one file, which only rows of
-    # that user can reference, and (owner, sha256) is unique, so at most one row does. Files
-    # are never shared across users: one user's delete cannot race another's upload.
-    base = f"{owner_id}/{sha256[:2]}/{sha256}"
+def blob_keys(workspace_id: str, sha256: str) -> tuple[str, str]:
+    # Content addressed per workspace: equal bytes in one workspace are one file, which only
+    # rows of that workspace can reference, and (workspace, sha256) is unique, so at most one
+    # row does. (Files stored before workspaces are under their user's id: still their rows'.)
+    base = f"{workspace_id}/{sha256[:2]}/{sha256}"
     return f"images/{base}", f"thumbs/{base}.jpg"
 
 
@@ -138,7 +145,7 @@ def upload_image(
     db: Session,
     blobs: BlobStore,
     settings: Settings,
-    user: User,
+    caller: Caller,
     data: bytes,
     *,
     file_name: str = "",
@@ -151,20 +158,23 @@ def upload_image(
     After the commit, the caller passes the result to ``ensure_stored``. ``budget`` bounds the
     memory of the decodes running at once (uploads run in a pool of tens of threads)."""
     sha = hashlib.sha256(data).hexdigest()
-    existing = db.scalar(select(Image).where(Image.owner_id == user.id, Image.sha256 == sha))
+    existing = db.scalar(
+        select(Image).where(in_workspace(Image, caller.workspace_id), Image.sha256 == sha)
+    )
     if existing is not None:
         missing = _missing(blobs, settings, existing, data, budget)
         return Upload(existing, created=False, files=missing)
     check_new_image(db, list(labels or []), file_name)  # before any work on the bytes
     checked = _check(data, settings, budget)
     meta_data = check_meta_data(meta_data or {})
-    key, thumb_key = blob_keys(user.id, sha)
+    key, thumb_key = blob_keys(caller.workspace_id, sha)
     files = {key: data, thumb_key: make_thumbnail(checked.image)}
     for k, content in files.items():
         blobs.put(k, content)
     image = Image(
         id=new_id(),
-        owner_id=user.id,
+        owner_id=caller.user_id,
+        workspace_id=caller.workspace_id,
         sha256=sha,
         blob_key=key,
         thumb_key=thumb_key,
@@ -187,10 +197,10 @@ def _insert(db: Session, image: Image, files: dict[str, bytes]) -> Upload:
             db.flush()
     except IntegrityError:
         # A concurrent upload of the same content won the race: answer with its row. Our
-        # files are its files (same owner, same bytes, same keys): nothing to take back, and
+        # files are its files (same workspace, same bytes, same keys): nothing to take back, and
         # they are ours to check after our commit, like any upload's.
-        owner, sha = image.owner_id, image.sha256
-        winner = db.scalar(select(Image).where(Image.owner_id == owner, Image.sha256 == sha))
+        space, sha = image.workspace_id, image.sha256
+        winner = db.scalar(select(Image).where(in_workspace(Image, space), Image.sha256 == sha))
         if winner is None:  # and deleted since: nothing is lost, but nothing was stored
             raise VizeError(
                 "The same image was being uploaded and deleted at once; send it again.",
@@ -239,17 +249,17 @@ def _clean_name(name: str) -> str:
     return "".join(ch for ch in base if ch.isprintable())[:255]
 
 
-def get_image(db: Session, user: User, image_id: object) -> Image:
-    return get_owned(db, Image, image_id, user.id, "Training image")
+def get_image(db: Session, caller: Caller, image_id: object) -> Image:
+    return get_owned(db, Image, image_id, caller.workspace_id, "Training image")
 
 
-def images_by_id(db: Session, user: User, ids: list[str]) -> dict[str, Image]:
-    """The user's images among ``ids`` (those deleted since are simply absent)."""
+def images_by_id(db: Session, caller: Caller, ids: list[str]) -> dict[str, Image]:
+    """The workspace's images among ``ids`` (those deleted since are simply absent)."""
     if not ids:
         return {}
     stmt = (
         select(Image)
-        .where(Image.owner_id == user.id, Image.id.in_(ids))
+        .where(in_workspace(Image, caller.workspace_id), Image.id.in_(ids))
         .options(selectinload(Image.labels))
     )
     return {img.id: img for img in db.scalars(stmt)}
@@ -262,7 +272,7 @@ def still_exists(db: Session, image: Image) -> bool:
 
 def list_images(
     db: Session,
-    user: User,
+    caller: Caller,
     offset: int,
     limit: int,
     *,
@@ -275,7 +285,7 @@ def list_images(
 ) -> Page[Image]:
     stmt = (
         select(Image)
-        .where(Image.owner_id == user.id)
+        .where(in_workspace(Image, caller.workspace_id))
         .options(selectinload(Image.labels), selectinload(Image.label_links))
         .order_by(Image.created.desc(), Image.id)
     )
@@ -330,14 +340,14 @@ class BulkChange:
 
 
 def bulk_update(
-    db: Session, user: User, images: list[Image], label_filter: list[str], change: BulkChange
+    db: Session, caller: Caller, images: list[Image], label_filter: list[str], change: BulkChange
 ) -> int:
-    """Apply ``change`` to ``images`` and to every image of the user carrying any label of
+    """Apply ``change`` to ``images`` and to every image of the workspace carrying any label of
     ``label_filter``; returns how many images that is."""
     targets = {img.id: img for img in images}
     if label_filter:
         carries = select(ImageLabel.image_id).where(ImageLabel.label_id.in_(label_filter))
-        stmt = select(Image).where(Image.owner_id == user.id, Image.id.in_(carries))
+        stmt = select(Image).where(in_workspace(Image, caller.workspace_id), Image.id.in_(carries))
         for img in db.scalars(stmt.options(selectinload(Image.labels))):
             targets.setdefault(img.id, img)
     for img in targets.values():

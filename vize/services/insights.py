@@ -26,7 +26,6 @@ from vize.db.tables import (
     Task,
     TaskInsight,
     TaskLabel,
-    User,
 )
 from vize.errors import NotFound
 from vize.ml import noise
@@ -34,6 +33,7 @@ from vize.services import similarity as sim
 from vize.services.common import get_owned
 from vize.services.recognition import Recognizer
 from vize.services.tasks import get_task
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 log = logging.getLogger("vize.insights")
@@ -131,12 +131,12 @@ def recompute(
         task = db.get(Task, task_id)
         if task is None:
             raise NotFound("Task not found.")
-        owner, kind = task.owner_id, task.type
-        rows = sim.task_image_rows(db, owner, task_id)
+        space, kind = task.workspace_id, task.type
+        rows = sim.task_image_rows(db, space, task_id)
         info = _image_info(db, task_id, [i for i, _, _ in rows])
         stored = db.get(TaskInsight, task_id)
         predictions = dict(stored.predictions) if stored is not None else {}
-    vectors = sim.load_vectors(sessions, blobs, recognizer, rows, owner)
+    vectors = sim.load_vectors(sessions, blobs, recognizer, rows, space)
     report = build_report(vectors, info, predictions, kind)
     with sessions.begin() as db:
         row = _row(db, task_id, lock=True)
@@ -313,13 +313,13 @@ def get_insights(
     sessions: sessionmaker[Session],
     blobs: BlobStore,
     recognizer: Recognizer,
-    user: User,
+    caller: Caller,
     task_id: str,
     recompute_now: bool = False,
 ) -> dict[str, Any]:
     """The stored report (computed now if there is none yet, or if asked), as of now."""
     with sessions() as db:
-        task = get_task(db, user, task_id)
+        task = get_task(db, caller, task_id)
         stored = db.get(TaskInsight, task.id)
         report = dict(stored.report) if stored is not None and stored.computed else None
         if report is not None and stored is not None and stored.computed is not None:
@@ -379,11 +379,11 @@ def current(db: Session, task_id: str, report: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def keep(sessions: sessionmaker[Session], user: User, task_id: str, image_id: str) -> None:
+def keep(sessions: sessionmaker[Session], caller: Caller, task_id: str, image_id: str) -> None:
     """The owner says this image's label is right: it is no longer suspected."""
     with sessions.begin() as db:
-        task = get_task(db, user, task_id)
-        image = get_owned(db, Image, image_id, user.id, "Image")
+        task = get_task(db, caller, task_id)
+        image = get_owned(db, Image, image_id, caller.workspace_id, "Image")
         row = _row(db, task.id, lock=True)
         if row is not None:
             row.kept = {**(row.kept or {}), image.id: datetime.now(UTC).isoformat()}

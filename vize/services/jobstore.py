@@ -21,8 +21,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_job(db: Session, kind: JobKind, owner_id: str, **fields: Any) -> Job:
-    job = Job(kind=kind, owner_id=owner_id, state=JobState.QUEUED, **fields)
+def create_job(db: Session, kind: JobKind, owner_id: str, workspace_id: str, **fields: Any) -> Job:
+    """``owner_id``: who started it; ``workspace_id``: whose data it works on."""
+    job = Job(
+        kind=kind, owner_id=owner_id, workspace_id=workspace_id, state=JobState.QUEUED, **fields
+    )
     db.add(job)
     db.flush()
     return job
@@ -113,14 +116,16 @@ def queued_ids(db: Session) -> list[str]:
     return list(db.scalars(stmt))
 
 
-def queue_embedding(db: Session, owner_id: str) -> str | None:
-    """A new embed job for the owner's images, or None: one pending per user is enough, it
-    picks up every image still missing."""
+def queue_embedding(db: Session, owner_id: str, workspace_id: str) -> str | None:
+    """A new embed job for the workspace's images, or None: one pending per workspace is
+    enough, it picks up every image still missing."""
     pending = db.scalar(
         select(Job.id).where(
-            Job.owner_id == owner_id, Job.kind == JobKind.EMBED, Job.state == JobState.QUEUED
+            Job.workspace_id == workspace_id,
+            Job.kind == JobKind.EMBED,
+            Job.state == JobState.QUEUED,
         )
     )
     if pending:
         return None
-    return create_job(db, JobKind.EMBED, owner_id).id
+    return create_job(db, JobKind.EMBED, owner_id, workspace_id).id

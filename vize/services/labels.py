@@ -7,12 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from vize.db.tables import Image, ImageLabel, Label, Task, TaskLabel, User
+from vize.db.tables import Image, ImageLabel, Label, Task, TaskLabel
 from vize.errors import InvalidInput
 from vize.services.common import (
     LONG_TEXT,
     Page,
     get_owned,
+    in_workspace,
     like_pattern,
     name_field,
     paginate,
@@ -20,13 +21,14 @@ from vize.services.common import (
 )
 from vize.services.conflicts import check_name_free
 from vize.services.images import delete_image
+from vize.services.workspaces import Caller
 
 LABEL_TYPES = ("category", "tag")
 
 
 def list_labels(
     db: Session,
-    user: User,
+    caller: Caller,
     offset: int,
     limit: int,
     task: Task | None = None,
@@ -34,7 +36,7 @@ def list_labels(
 ) -> Page[Label]:
     stmt = (
         select(Label)
-        .where(Label.owner_id == user.id)
+        .where(in_workspace(Label, caller.workspace_id))
         .options(selectinload(Label.tasks))
         .order_by(Label.name, Label.id)
     )
@@ -47,8 +49,8 @@ def list_labels(
     return paginate(db, stmt, offset, limit)
 
 
-def get_label(db: Session, user: User, label_id: object) -> Label:
-    return get_owned(db, Label, label_id, user.id, "Label")
+def get_label(db: Session, caller: Caller, label_id: object) -> Label:
+    return get_owned(db, Label, label_id, caller.workspace_id, "Label")
 
 
 def _check(fields: dict[str, Any]) -> dict[str, Any]:
@@ -68,14 +70,16 @@ def _check(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_label(db: Session, user: User, fields: dict[str, Any], task: Task | None) -> Label:
+def create_label(db: Session, caller: Caller, fields: dict[str, Any], task: Task | None) -> Label:
     clean = _check({**fields, "name": fields.get("name")})
     label_type = clean.pop("type", None) or (
         "tag" if task is not None and task.type == "multi_label" else "category"
     )
     if task is not None:
         check_name_free(db, [task], clean["name"], None)
-    label = Label(owner_id=user.id, type=label_type, **clean)
+    label = Label(
+        owner_id=caller.user_id, workspace_id=caller.workspace_id, type=label_type, **clean
+    )
     db.add(label)
     db.flush()
     if task is not None:

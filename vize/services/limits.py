@@ -12,11 +12,12 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vize.db.tables import Usage
+from vize.db.tables import Usage, WorkspaceUsage
 from vize.errors import TooManyRequests
+from vize.services.usage import month_total
+from vize.services.workspaces import Caller
 
 WINDOW = 60
 
@@ -72,12 +73,14 @@ class Limiter:
         self.sessions, self.counter = sessions, counter
         self.per_minute, self.monthly = per_minute, monthly
 
-    def check(self, user_id: str, n: int) -> None:
-        """Raise 429 (with Retry-After) if classifying n more images exceeds a limit."""
+    def check(self, caller: Caller, n: int) -> None:
+        """Raise 429 (with Retry-After) if classifying n more images exceeds a limit: the
+        monthly quota holds for the user and for the workspace alike, the per-minute rate
+        for the caller (a user, or a service token)."""
         if self.monthly:
-            self._check_monthly(user_id, n)
+            self._check_monthly(caller, n)
         if self.per_minute:
-            key = f"classify:{user_id}"
+            key = f"classify:{caller.actor}"
             count, retry = self.counter.hit(key, n)
             if count > self.per_minute:
                 self.counter.hit(key, -n)  # a refused request uses none of the allowance
@@ -86,27 +89,23 @@ class Limiter:
                     headers={"Retry-After": str(retry)},
                 )
 
-    def _check_monthly(self, user_id: str, n: int) -> None:
+    def _check_monthly(self, caller: Caller, n: int) -> None:
         now = datetime.now(UTC)
         month = now.strftime("%Y-%m")
         with self.sessions() as db:
-            used = (
-                db.scalar(
-                    select(func.coalesce(func.sum(Usage.classifications), 0)).where(
-                        Usage.user_id == user_id, Usage.day.like(f"{month}-%")
-                    )
+            mine = month_total(db, Usage, Usage.user_id, caller.user_id, month)
+            space = WorkspaceUsage.workspace_id
+            shared = month_total(db, WorkspaceUsage, space, caller.workspace_id, month)
+        for used, whose in ((mine, "by you"), (shared, "in this workspace")):
+            if used + n > self.monthly:
+                nxt = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+                retry = max(1, int((nxt - now).total_seconds()))
+                raise TooManyRequests(
+                    f"Monthly quota of {self.monthly} classified images reached "
+                    f"({used} used {whose} this month).",
+                    code="quota_exceeded",
+                    headers={"Retry-After": str(retry)},
                 )
-                or 0
-            )
-        if used + n > self.monthly:
-            nxt = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
-            retry = max(1, int((nxt - now).total_seconds()))
-            raise TooManyRequests(
-                f"Monthly quota of {self.monthly} classified images reached "
-                f"({used} used this month).",
-                code="quota_exceeded",
-                headers={"Retry-After": str(retry)},
-            )
 
 
 def check_auth_failures(counter: Counter, client: str, limit: int) -> None:

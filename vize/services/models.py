@@ -6,18 +6,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from vize.db.states import TrainStatus
-from vize.db.tables import Model, Task, User
+from vize.db.tables import Model, Task
 from vize.errors import Conflict, InvalidInput, NotFound
-from vize.services.common import Page, id_or_404, paginate
+from vize.services.common import Page, id_or_404, in_workspace, paginate
+from vize.services.workspaces import Caller
 
 
 def list_models(
-    db: Session, user: User, offset: int, limit: int, task: Task | None = None
+    db: Session, caller: Caller, offset: int, limit: int, task: Task | None = None
 ) -> Page[Model]:
     stmt = (
         select(Model)
         .join(Task, Task.id == Model.task_id)
-        .where(Task.owner_id == user.id)
+        .where(in_workspace(Task, caller.workspace_id))
         .options(selectinload(Model.task))
         .order_by(Model.created.desc(), Model.version.desc())
     )
@@ -26,11 +27,11 @@ def list_models(
     return paginate(db, stmt, offset, limit)
 
 
-def get_model(db: Session, user: User, model_id: object) -> Model:
-    """404 alike for a missing model and another user's (models belong to tasks)."""
+def get_model(db: Session, caller: Caller, model_id: object) -> Model:
+    """404 alike for a missing model and another workspace's (models belong to tasks)."""
     model = db.get(Model, id_or_404(model_id, "Model"))
     task = db.get(Task, model.task_id) if model else None
-    if model is None or task is None or task.owner_id != user.id:
+    if model is None or task is None or task.workspace_id != caller.workspace_id:
         raise NotFound("Model not found.")
     return model
 

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from vize.config import Settings
 from vize.db.engine import savepoint
 from vize.db.states import PredictionStatus
-from vize.db.tables import Label, Prediction, Task, User
+from vize.db.tables import Label, Prediction, Task
 from vize.errors import InvalidInput
 from vize.ml.predictor import Head
 from vize.services import images as images_service
 from vize.services.common import Page, get_owned, paginate
 from vize.services.imaging import check_image, make_thumbnail
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 log = logging.getLogger("vize.review")
@@ -62,7 +63,7 @@ class Review:
             if "best_label" not in record or not isinstance(data, bytes):
                 continue
             try:
-                self._store_one(job.user_id, job.dep, data, probs[row], record)
+                self._store_one(job.caller, job.dep, data, probs[row], record)
             except Exception:
                 log.exception("could not keep a classified image for review")
             row += 1
@@ -72,7 +73,7 @@ class Review:
             log.exception("could not apply the review retention of task %s", job.dep.task.id)
 
     def _store_one(
-        self, owner_id: str, dep: Any, data: bytes, probs: np.ndarray, record: dict[str, Any]
+        self, caller: Caller, dep: Any, data: bytes, probs: np.ndarray, record: dict[str, Any]
     ) -> None:
         sha = hashlib.sha256(data).hexdigest()
         fields = {
@@ -93,7 +94,7 @@ class Review:
                     for key, value in fields.items():
                         setattr(found, key, value)
                 return
-        key, thumb_key = images_service.blob_keys(owner_id, sha)
+        key, thumb_key = images_service.blob_keys(caller.workspace_id, sha)
         checked = check_image(
             data,
             max_bytes=self.settings.max_upload_bytes,
@@ -109,7 +110,8 @@ class Review:
                     with savepoint(db):
                         db.add(
                             Prediction(
-                                owner_id=owner_id,
+                                owner_id=caller.user_id,
+                                workspace_id=caller.workspace_id,
                                 task_id=dep.task.id,
                                 sha256=sha,
                                 blob_key=key,
@@ -147,22 +149,22 @@ class Review:
 
     # -- reviewing -----------------------------------------------------------------------
     def accept(
-        self, user: User, prediction_id: str, label_id: Any = None
+        self, caller: Caller, prediction_id: str, label_id: Any = None
     ) -> tuple[Prediction, str]:
         """Turn a pending prediction into a training image of ``label_id`` (default: the
         predicted label); returns it with the new image's id."""
         with self.sessions() as db:
-            pred = get_prediction(db, user, prediction_id)
+            pred = get_prediction(db, caller, prediction_id)
             _check_pending(pred)
-            label = _label_of_task(db, user, pred, label_id or pred.label_id)
+            label = _label_of_task(db, caller, pred, label_id or pred.label_id)
             data = self.blobs.get(pred.blob_key)
 
         def store(db: Session, blobs: BlobStore) -> tuple[images_service.Upload, None]:
-            up = images_service.upload_image(db, blobs, self.settings, user, data)
+            up = images_service.upload_image(db, blobs, self.settings, caller, data)
             image = up.image
             if label not in image.labels:
                 images_service.add_label(db, image, label)
-            row = get_prediction(db, user, prediction_id)
+            row = get_prediction(db, caller, prediction_id)
             _check_pending(row)
             row.status, row.image_id, row.label_id = PredictionStatus.ACCEPTED, image.id, label.id
             row.blob_key = row.thumb_key = ""  # the file is the training image's now
@@ -170,18 +172,18 @@ class Review:
 
         up, _ = images_service.store_upload(self.sessions, self.blobs, store)
         with self.sessions() as db:
-            return get_prediction(db, user, prediction_id), up.image.id
+            return get_prediction(db, caller, prediction_id), up.image.id
 
-    def dismiss(self, user: User, prediction_id: str) -> None:
+    def dismiss(self, caller: Caller, prediction_id: str) -> None:
         with self.sessions.begin() as db:
-            pred = get_prediction(db, user, prediction_id)
+            pred = get_prediction(db, caller, prediction_id)
             keys = [k for k in (pred.blob_key, pred.thumb_key) if k]
             pred.status, pred.blob_key, pred.thumb_key = PredictionStatus.DISMISSED, "", ""
         self._remove_files(keys)
 
 
-def get_prediction(db: Session, user: User, prediction_id: object) -> Prediction:
-    return get_owned(db, Prediction, prediction_id, user.id, "Prediction")
+def get_prediction(db: Session, caller: Caller, prediction_id: object) -> Prediction:
+    return get_owned(db, Prediction, prediction_id, caller.workspace_id, "Prediction")
 
 
 def _check_pending(pred: Prediction) -> None:
@@ -191,13 +193,13 @@ def _check_pending(pred: Prediction) -> None:
         )
 
 
-def _label_of_task(db: Session, user: User, pred: Prediction, label_id: Any) -> Label:
+def _label_of_task(db: Session, caller: Caller, pred: Prediction, label_id: Any) -> Label:
     if not label_id:
         raise InvalidInput(
             "The answer was 'unknown': name the image's label with 'label_id'.",
             code="label_required",
         )
-    label = get_owned(db, Label, label_id, user.id, "Label")
+    label = get_owned(db, Label, label_id, caller.workspace_id, "Label")
     task = db.get(Task, pred.task_id)
     if task is None or label not in task.labels:
         raise InvalidInput("That label is not one of the task's labels.", code="label_not_in_task")

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vize.config import Settings
-from vize.db.tables import Image, Label, Task, User
+from vize.db.tables import Image, Label, Task
 from vize.errors import InvalidInput, NotFound, VizeError
 from vize.services import batch
 from vize.services import similarity as sim
@@ -40,6 +40,7 @@ from vize.services.jsonvalue import check_echoed_records
 from vize.services.limits import Limiter
 from vize.services.recognition import Prepared, Recognizer
 from vize.services.tasks import get_task
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 DEFAULT_K = 10
@@ -63,7 +64,7 @@ class Query:
 
 @dataclass
 class Admitted:
-    user_id: str  # the key of the search's work in the fair pool
+    caller: Caller  # whose search: usage is counted for them and their workspace
     task: Task
     k: int
     records: list[Any]
@@ -71,6 +72,11 @@ class Admitted:
     rows: list[tuple[str, str, str]]  # the index: task images with cached vectors
     pending: int = 0  # task images not searched: their embedding is left to the background
     skipped: int = field(default=0)  # index images without vectors when scanned
+
+    @property
+    def user_id(self) -> str:
+        """The key of the search's work in the fair pool."""
+        return self.caller.actor
 
     @property
     def costly(self) -> bool:
@@ -89,10 +95,10 @@ def parse_k(value: Any) -> int:
     return k
 
 
-def _label_id(db: Session, user: User, task: Task, value: Any) -> str | None:
+def _label_id(db: Session, caller: Caller, task: Task, value: Any) -> str | None:
     if value in (None, ""):
         return None
-    label = get_owned(db, Label, value, user.id, "Label")
+    label = get_owned(db, Label, value, caller.workspace_id, "Label")
     if label.id not in {lbl.id for lbl in task.labels}:
         raise NotFound("Label not found in this task.", code="not_found")
     return label.id
@@ -103,14 +109,14 @@ def admit(
     blobs: BlobStore,
     recognizer: Recognizer,
     settings: Settings,
-    user: User,
+    caller: Caller,
     fields: dict[str, Any],
     budget: FetchBudget,
     limiter: Limiter | None = None,
-    on_pending: Callable[[str], None] | None = None,
+    on_pending: Callable[[Caller], None] | None = None,
 ) -> Admitted:
     """Check the request, charge it, embed what it may, fetch its URLs. ``on_pending``
-    (the owner's id) queues the background embedding of the images left out."""
+    (the caller) queues the background embedding of the images left out."""
     if not fields.get("task_id") and not fields.get("task"):
         raise InvalidInput("Field 'task_id' is required.", code="required")
     records = batch.check_records(fields.get("records"), MAX_RECORDS)
@@ -118,10 +124,10 @@ def admit(
     k = parse_k(fields.get("k"))
     backbones = recognizer.backbones
     with sessions() as db:
-        task = get_task(db, user, fields.get("task_id") or fields.get("task"))
-        label_id = _label_id(db, user, task, fields.get("label"))
-        rows = sim.task_image_rows(db, user.id, task.id, label_id)
-        id_rows, queries = _id_queries(db, user, records)
+        task = get_task(db, caller, fields.get("task_id") or fields.get("task"))
+        label_id = _label_id(db, caller, task, fields.get("label"))
+        rows = sim.task_image_rows(db, caller.workspace_id, task.id, label_id)
+        id_rows, queries = _id_queries(db, caller, records)
         missing = sim.unembedded(db, [i for i, _, _ in rows], backbones)
         id_missing = sim.unembedded(db, [i for i, _, _ in id_rows], backbones)
     inline = set(missing[:INLINE_EMBED]) | set(id_missing)
@@ -130,17 +136,17 @@ def admit(
     n_bytes = sum(1 for r in records if not _is_id(r))
     if limiter is not None and (to_embed or n_bytes):
         # Every image embedded for the search counts like a classified one (429 beyond).
-        limiter.check(user.id, len(to_embed) + n_bytes)
+        limiter.check(caller, len(to_embed) + n_bytes)
     if to_embed:
         done = ensure_embeddings(
-            sessions, blobs, recognizer, to_embed, ("orig",), key=user.id, priority=ASK
+            sessions, blobs, recognizer, to_embed, ("orig",), key=caller.actor, priority=ASK
         )
         with sessions.begin() as db:
-            usage_service.record_classifications(db, user.id, len(done.image_ids))
+            usage_service.record_classifications(db, caller, len(done.image_ids))
     if left_out and on_pending is not None:
-        on_pending(user.id)
+        on_pending(caller)
     index_rows = [r for r in rows if r[0] not in left_out]
-    known = sim.load_vectors(sessions, blobs, recognizer, id_rows, user.id, ASK)
+    known = sim.load_vectors(sessions, blobs, recognizer, id_rows, caller.actor, ASK)
     data = record_data(settings, [r if not _is_id(r) else {} for r in records], budget)
     for q, item in zip(queries, data, strict=True):
         if q.image_id is not None:
@@ -152,7 +158,7 @@ def admit(
                 q.error = item
             else:
                 q.data = item
-    return Admitted(user.id, task, k, records, queries, index_rows, len(left_out))
+    return Admitted(caller, task, k, records, queries, index_rows, len(left_out))
 
 
 def _is_id(record: Any) -> bool:
@@ -160,7 +166,7 @@ def _is_id(record: Any) -> bool:
 
 
 def _id_queries(
-    db: Session, user: User, records: list[Any]
+    db: Session, caller: Caller, records: list[Any]
 ) -> tuple[list[tuple[str, str, str]], list[Query]]:
     """Records that name a training image: the image must be the caller's (404 otherwise,
     for that record only)."""
@@ -170,7 +176,7 @@ def _id_queries(
             queries.append(Query())
             continue
         try:
-            image = get_owned(db, Image, record["_id"], user.id, "Image")
+            image = get_owned(db, Image, record["_id"], caller.workspace_id, "Image")
         except NotFound as exc:
             queries.append(Query(error=exc))
             continue
@@ -212,7 +218,7 @@ def answer(
         for (q, _, _), vec in zip(good, vectors, strict=True):
             q.vector = vec
         with sessions.begin() as db:
-            usage_service.record_classifications(db, job.user_id, len(good))
+            usage_service.record_classifications(db, job.caller, len(good))
     asked = [q for q in job.queries if q.vector is not None]
     if asked:
         found = sim.scan(

@@ -104,9 +104,9 @@ def is_near(cnn: np.ndarray, layout: np.ndarray) -> np.ndarray:
 
 # -- which images ------------------------------------------------------------------------------
 def task_image_rows(
-    db: Session, owner_id: str, task_id: str, label_id: str | None = None
+    db: Session, workspace_id: str, task_id: str, label_id: str | None = None
 ) -> list[tuple[str, str, str]]:
-    """(id, blob key, thumb key) of the owner's images under a label of the task (or under
+    """(id, blob key, thumb key) of the workspace's images under a label of the task (or under
     ``label_id`` alone), in id order."""
     in_task = (
         select(ImageLabel.image_id)
@@ -117,7 +117,7 @@ def task_image_rows(
         in_task = in_task.where(ImageLabel.label_id == label_id)
     rows = db.execute(
         select(Image.id, Image.blob_key, Image.thumb_key)
-        .where(Image.owner_id == owner_id, exists(in_task))
+        .where(Image.workspace_id == workspace_id, exists(in_task))
         .order_by(Image.id)
     ).all()
     return [(i, b, t) for i, b, t in rows]
@@ -359,23 +359,23 @@ def near_duplicates_of(
     sessions: sessionmaker[Session],
     blobs: BlobStore,
     recognizer: Recognizer,
-    owner_id: str,
+    workspace_id: str,
     image_id: str,
 ) -> list[str]:
-    """The owner's images in the new image's tasks that it nearly duplicates, best first.
+    """The workspace's images in the new image's tasks that it nearly duplicates, best first.
 
     Compared only with images already embedded (the background embedding catches up with
     the rest), so an upload into a task whose images have no vectors yet costs nothing; else
     it embeds the new image now (stored, the background job then skips it)."""
     with sessions() as db:
         image = db.get(Image, image_id)
-        if image is None or image.owner_id != owner_id:
+        if image is None or image.workspace_id != workspace_id:
             return []
         label_ids = select(ImageLabel.label_id).where(ImageLabel.image_id == image_id)
         task_ids = db.scalars(
             select(TaskLabel.task_id).where(TaskLabel.label_id.in_(label_ids)).distinct()
         ).all()
-        rows = {r[0]: r for t in task_ids for r in task_image_rows(db, owner_id, t)}
+        rows = {r[0]: r for t in task_ids for r in task_image_rows(db, workspace_id, t)}
         rows.pop(image_id, None)
         first = recognizer.backbones[0]
         embedded = set(
@@ -391,9 +391,9 @@ def near_duplicates_of(
     others = [rows[i] for i in sorted(embedded)]
     if not others:
         return []
-    # The upload waits for this: the caller's interactive share of the pool.
-    new = load_vectors(sessions, blobs, recognizer, [mine], owner_id, Priority.INTERACTIVE)
-    index = load_vectors(sessions, blobs, recognizer, others, owner_id, Priority.INTERACTIVE)
+    # The upload waits for this: the workspace's interactive share of the pool.
+    new = load_vectors(sessions, blobs, recognizer, [mine], workspace_id, Priority.INTERACTIVE)
+    index = load_vectors(sessions, blobs, recognizer, others, workspace_id, Priority.INTERACTIVE)
     if not new.ids or not index.ids:
         return []
     cnn, layout = part_similarities(index.matrix, new.matrix[:1])

@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from vize.db.tables import Label, Model, Task, TaskLabel, User
+from vize.db.tables import Label, Model, Task, TaskLabel
 from vize.errors import InvalidInput
 from vize.services.common import (
     LONG_TEXT,
     Page,
     append_link,
     get_owned,
+    in_workspace,
     int_field,
     like_pattern,
     name_field,
@@ -26,6 +27,7 @@ from vize.services.conflicts import check_attach
 from vize.services.deploy import check_policy
 from vize.services.models import trained_version
 from vize.services.unknown import INVALID, parse_setting
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 log = logging.getLogger("vize.storage")
@@ -35,11 +37,11 @@ NEGATIVE_LABEL_NAME = "negative"
 
 
 def list_tasks(
-    db: Session, user: User, offset: int, limit: int, search: str | None = None
+    db: Session, caller: Caller, offset: int, limit: int, search: str | None = None
 ) -> Page[Task]:
     stmt = (
         select(Task)
-        .where(Task.owner_id == user.id)
+        .where(in_workspace(Task, caller.workspace_id))
         .options(selectinload(Task.labels))
         .order_by(Task.created.desc(), Task.id)
     )
@@ -48,8 +50,8 @@ def list_tasks(
     return paginate(db, stmt, offset, limit)
 
 
-def get_task(db: Session, user: User, task_id: object) -> Task:
-    return get_owned(db, Task, task_id, user.id, "Task")
+def get_task(db: Session, caller: Caller, task_id: object) -> Task:
+    return get_owned(db, Task, task_id, caller.workspace_id, "Task")
 
 
 def _check_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -85,21 +87,22 @@ def _webhook_url(value: object) -> str:
 
 
 def create_task(
-    db: Session, user: User, name: str, description: str = "", type: str = "multi_class"
+    db: Session, caller: Caller, name: str, description: str = "", type: str = "multi_class"
 ) -> Task:
     clean = _check_fields({"name": name, "description": description, "type": type})
-    task = Task(owner_id=user.id, type=type, **clean)
+    task = Task(owner_id=caller.user_id, workspace_id=caller.workspace_id, type=type, **clean)
     db.add(task)
     db.flush()
     if type == "multi_label":
-        _attach_negative_label(db, user, task)
+        _attach_negative_label(db, caller, task)
     return task
 
 
-def _attach_negative_label(db: Session, user: User, task: Task) -> None:
+def _attach_negative_label(db: Session, caller: Caller, task: Task) -> None:
     """Tagging tasks get one automatic label for images that carry none of the tags."""
     label = Label(
-        owner_id=user.id,
+        owner_id=caller.user_id,
+        workspace_id=caller.workspace_id,
         name=NEGATIVE_LABEL_NAME,
         description=f"Images with none of the tags of task {task.name!r}.",
         type="tag",

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from vize.db.engine import savepoint
 from vize.db.states import ACTIVE_JOB_STATES, JobKind, TrainStatus
-from vize.db.tables import ImageLabel, Job, Model, Task, User
+from vize.db.tables import ImageLabel, Job, Model, Task
 from vize.errors import Conflict, InvalidInput, NotFound
 from vize.ml.backbones import split_feature
 from vize.ml.predictor import WHOLE_VIEW
 from vize.services import conflicts, deploy, insights, jobstore, trainset
 from vize.services.context import JobContext, ProgressFn
 from vize.services.embeddings import ensure_embeddings
+from vize.services.workspaces import Caller
 
 log = logging.getLogger("vize.jobs")
 
@@ -88,7 +89,7 @@ def active_training(db: Session, task_id: str) -> Job | None:
     )
 
 
-def start_training(db: Session, user: User, task: Task, min_images: int) -> tuple[Model, Job]:
+def start_training(db: Session, caller: Caller, task: Task, min_images: int) -> tuple[Model, Job]:
     """Reserve version n+1 and queue its job in one transaction (so a retry reuses both)."""
     check_trainable(db, task, min_images)
     if active_training(db, task.id) is not None:
@@ -105,7 +106,9 @@ def start_training(db: Session, user: User, task: Task, min_images: int) -> tupl
         raise Conflict(
             "Another training of this task just started.", code="training_in_progress"
         ) from None
-    job = jobstore.create_job(db, JobKind.TRAIN, user.id, task_id=task.id, model_id=model.id)
+    job = jobstore.create_job(
+        db, JobKind.TRAIN, caller.user_id, task.workspace_id, task_id=task.id, model_id=model.id
+    )
     task.last_train_status = TrainStatus.QUEUED
     return model, job
 

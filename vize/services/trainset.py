@@ -32,7 +32,7 @@ def collect(db: Session, task: Task) -> TrainingSet:
     rows = db.execute(
         select(Image.id, Image.blob_key, Image.test_image, ImageLabel.label_id)
         .join(ImageLabel, ImageLabel.image_id == Image.id)
-        .where(ImageLabel.label_id.in_(label_ids), Image.owner_id == task.owner_id)
+        .where(ImageLabel.label_id.in_(label_ids), Image.workspace_id == task.workspace_id)
         .order_by(Image.id)
     ).all()
     per_image: dict[str, tuple[str, bool, set[str]]] = {}

@@ -17,6 +17,7 @@ from vize.errors import Conflict, InvalidInput
 from vize.services import sessions as sessions_service
 from vize.services.common import text_field
 from vize.services.email_confirm import set_email
+from vize.services.workspaces import ensure_default
 
 _hasher = PasswordHasher()
 # argon2 takes 64 MiB and ~0.1 s of a core per hash: a burst of sign-ups or logins in
@@ -96,6 +97,7 @@ def create_user(
     )
     db.add(user)
     db.flush()
+    ensure_default(db, user)  # every account has its default workspace from the start
     return user
 
 

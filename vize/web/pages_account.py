@@ -18,6 +18,7 @@ from vize.errors import TooManyRequests, VizeError
 from vize.services import accounts_web, email_confirm, invites
 from vize.services import usage as usage_service
 from vize.services import users as users_service
+from vize.services import workspaces as workspaces_service
 from vize.web.render import redirect, render
 from vize.web.routing import page_router
 from vize.web.session import (
@@ -72,10 +73,15 @@ def login(request: Request, state: State, db: DB, form: Form) -> Response:
 def signup_page(request: Request, state: State, user: MaybeUser, invite: str = "") -> Response:
     if user is not None:
         return redirect(request, "/tasks")
-    invited = invites.invited_username(state.signer.secret_key, invite)
-    context = {"username": invited or "", "email": "", "invite": invite, "invited": invited}
+    invitation = invites.read_invite(state.signer.secret_key, invite) or invites.Invitation()
+    invited = invitation.username or None
+    context = {"username": invited or "", "email": invitation.email, "invite": invite,
+               "invited": invited}  # fmt: skip
     try:  # say so at once, not after the form is filled in
-        invites.check_signup(state.settings.signup, state.signer.secret_key, invite, invited or "")
+        secret = state.signer.secret_key
+        invites.check_signup(
+            state.settings.signup, secret, invite, invitation.username, invitation.email
+        )
     except VizeError as exc:
         return render(request, "auth/signup.html", {**context, "closed": exc.detail}, exc.status)
     return render(request, "auth/signup.html", context)
@@ -89,10 +95,13 @@ def signup(request: Request, state: State, db: DB, form: Form) -> Response:
     context = {"username": username, "email": email, "invite": invite, "invited": invited}
     try:
         check_signup_rate(state, request)  # before argon2 spends anything
-        invites.check_signup(state.settings.signup, state.signer.secret_key, invite, username)
+        secret = state.signer.secret_key
+        invitation = invites.check_signup(state.settings.signup, secret, invite, username, email)
         user = accounts_web.sign_up(
             db, username, email, form.get("password", ""), form.get("password2", "")
         )
+        if invitation is not None:  # a workspace's invitation: the account joins it
+            workspaces_service.join_invited(db, user, invitation.workspace_id, invitation.role)
     except VizeError as exc:
         page = render(request, "auth/signup.html", {**context, "error": exc.detail}, exc.status)
         page.headers.update(exc.headers or {})

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from vize.api.deps import DB, AppState, get_state
-from vize.db.tables import Image, Label, Task, TaskInsight, User
+from vize.db.tables import Image, Label, Task, TaskInsight
 from vize.errors import NotFound
 from vize.services import images as images_service
 from vize.services import insights as insights_service
@@ -16,10 +16,11 @@ from vize.services import search as search_service
 from vize.services.common import get_owned
 from vize.services.fairpool import Priority
 from vize.services.tasks import get_task
+from vize.services.workspaces import Caller
 from vize.web.pages_tasks import task_context
 from vize.web.render import redirect, render
 from vize.web.routing import page_router
-from vize.web.session import Form, PageUser
+from vize.web.session import Form, PageCaller
 
 router = page_router()
 SIMILAR_SHOWN = 24
@@ -32,12 +33,12 @@ def _images(db: Session, ids: set[str]) -> dict[str, Image]:
 
 
 @router.get("/tasks/{task_id}/health")
-def health_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
-    task = get_task(db, user, task_id)
+def health_page(task_id: str, request: Request, db: DB, caller: PageCaller) -> Response:
+    task = get_task(db, caller, task_id)
     state = get_state(request)
     db.commit()  # the report may take a while to compute: give the connection back
     report = insights_service.get_insights(
-        state.sessions, state.blobs, state.services.recognizer, user, task.id
+        state.sessions, state.blobs, state.services.recognizer, caller, task.id
     )
     ids = {i for g in report["near_duplicates"] for i in g["images"]}
     ids |= {s["id"] for s in report["suspected_mislabels"]}
@@ -45,7 +46,7 @@ def health_page(task_id: str, request: Request, db: DB, user: PageUser) -> Respo
         x["train_image"] for x in report["test_leaks"]
     }
     context = {
-        **task_context(request, task, user, "health"),
+        **task_context(request, task, caller, "health"),
         "report": report,
         # The API lists every image ranked; the page only those the data says are wrong.
         "suspects": [s for s in report["suspected_mislabels"] if s["suspicion"] >= SHOWN_SUSPICION],
@@ -56,32 +57,32 @@ def health_page(task_id: str, request: Request, db: DB, user: PageUser) -> Respo
 
 
 @router.post("/tasks/{task_id}/health/recompute")
-def recompute(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
-    task = get_task(db, user, task_id)
+def recompute(task_id: str, request: Request, db: DB, caller: PageCaller, form: Form) -> Response:
+    task = get_task(db, caller, task_id)
     state = get_state(request)
     db.commit()
     insights_service.get_insights(
-        state.sessions, state.blobs, state.services.recognizer, user, task.id, True
+        state.sessions, state.blobs, state.services.recognizer, caller, task.id, True
     )
     return redirect(request, f"/tasks/{task.id}/health", "Data health recomputed.")
 
 
 @router.post("/tasks/{task_id}/health/{image_id}/keep")
 def keep(
-    task_id: str, image_id: str, request: Request, db: DB, user: PageUser, form: Form
+    task_id: str, image_id: str, request: Request, db: DB, caller: PageCaller, form: Form
 ) -> Response:
     db.commit()
-    insights_service.keep(get_state(request).sessions, user, task_id, image_id)
+    insights_service.keep(get_state(request).sessions, caller, task_id, image_id)
     return redirect(request, f"/tasks/{task_id}/health", "Kept: it will not be suspected again.")
 
 
 @router.post("/tasks/{task_id}/health/{image_id}/relabel")
 def relabel(
-    task_id: str, image_id: str, request: Request, db: DB, user: PageUser, form: Form
+    task_id: str, image_id: str, request: Request, db: DB, caller: PageCaller, form: Form
 ) -> Response:
-    task = get_task(db, user, task_id)
-    image = get_owned(db, Image, image_id, user.id, "Image")
-    target = get_owned(db, Label, form.get("label", ""), user.id, "Label")
+    task = get_task(db, caller, task_id)
+    image = get_owned(db, Image, image_id, caller.workspace_id, "Image")
+    target = get_owned(db, Label, form.get("label", ""), caller.workspace_id, "Label")
     in_task = {lbl.id for lbl in task.labels}
     if target.id not in in_task:
         raise NotFound("Label not found in this task.")
@@ -99,10 +100,10 @@ def relabel(
 
 @router.post("/tasks/{task_id}/health/{image_id}/delete")
 def delete(
-    task_id: str, image_id: str, request: Request, db: DB, user: PageUser, form: Form
+    task_id: str, image_id: str, request: Request, db: DB, caller: PageCaller, form: Form
 ) -> Response:
-    get_task(db, user, task_id)
-    image = get_owned(db, Image, image_id, user.id, "Image")
+    get_task(db, caller, task_id)
+    image = get_owned(db, Image, image_id, caller.workspace_id, "Image")
     keys = images_service.delete_image(db, image)
     db.commit()
     state = get_state(request)
@@ -111,30 +112,32 @@ def delete(
 
 
 @router.get("/tasks/{task_id}/similar/{image_id}")
-def similar_page(task_id: str, image_id: str, request: Request, db: DB, user: PageUser) -> Response:
-    task = get_task(db, user, task_id)
-    image = get_owned(db, Image, image_id, user.id, "Image")
+def similar_page(
+    task_id: str, image_id: str, request: Request, db: DB, caller: PageCaller
+) -> Response:
+    task = get_task(db, caller, task_id)
+    image = get_owned(db, Image, image_id, caller.workspace_id, "Image")
     db.commit()
-    hits = _similar(get_state(request), user, task, image)
+    hits = _similar(get_state(request), caller, task, image)
     context = {
-        **task_context(request, task, user, "images"),
+        **task_context(request, task, caller, "images"),
         "image": image,
         "hits": [(im, s) for i, s in hits if (im := _images(db, {i}).get(i)) is not None],
     }
     return render(request, "tasks/similar.html", context)
 
 
-def _similar(state: AppState, user: User, task: Task, image: Image) -> list[tuple[str, float]]:
+def _similar(state: AppState, caller: Caller, task: Task, image: Image) -> list[tuple[str, float]]:
     """The API's search by image id, with its limits (by id only: no URL is fetched)."""
     fields = {"task_id": task.id, "k": SIMILAR_SHOWN, "records": [{"_id": image.id}]}
     services = state.services
-    budget = services.fetcher.budget(state.settings, user.id)
+    budget = services.fetcher.budget(state.settings, caller.actor)
     job = search_service.admit(
         state.sessions,
         state.blobs,
         services.recognizer,
         state.settings,
-        user,
+        caller,
         fields,
         budget,
         limiter=services.limiter,
@@ -142,7 +145,7 @@ def _similar(state: AppState, user: User, task: Task, image: Image) -> list[tupl
     )
     pool = services.recognizer.pool
     queries = pool.submit_for(
-        user.id,
+        caller.actor,
         Priority.INTERACTIVE,
         search_service.answer,
         state.sessions,

@@ -18,16 +18,16 @@ from vize.web.pages_health import leaked_test_images
 from vize.web.pages_tasks import task_context
 from vize.web.render import redirect, render
 from vize.web.routing import page_router
-from vize.web.session import Form, PageUser
+from vize.web.session import Form, PageCaller
 
 router = page_router()
 
 
 @router.get("/tasks/{task_id}/training")
 def training_page(
-    task_id: str, request: Request, db: DB, user: PageUser, version: int | None = None
+    task_id: str, request: Request, db: DB, caller: PageCaller, version: int | None = None
 ) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
+    task = tasks_service.get_task(db, caller, task_id)
     settings = request.app.state.vize.settings
     models = views.task_models(db, task)
     model = views.pick_model(models, version, task.production_version)
@@ -37,7 +37,7 @@ def training_page(
     min_labels = 2 if task.type == "multi_class" else 1
     trained = [m for m in models if m["train_state"] == TrainStatus.TRAINED]
     context = {
-        **task_context(request, task, user, "training"),
+        **task_context(request, task, caller, "training"),
         "trainable": trainable,
         "min_labels": min_labels if len(trainable) < min_labels else 0,
         "short_labels": [row for row in trainable if not row.ready],
@@ -45,7 +45,7 @@ def training_page(
         "model": model,
         "metrics": metrics,
         "heatmap": views.heatmap(metrics.get("confusion_matrix")),
-        "misclassified": views.misclassified(db, user, metrics),
+        "misclassified": views.misclassified(db, caller, metrics),
         "thresholds": views.threshold_data(metrics, task.type),
         "task_labels": [row for row in labels if not row.is_negative],
         "training": _latest_training(db, task),
@@ -69,8 +69,8 @@ def _latest_training(db: DB, task: Task) -> dict[str, Any] | None:
 
 
 @router.post("/tasks/{task_id}/deploy")
-def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
+def deploy(task_id: str, request: Request, db: DB, caller: PageCaller, form: Form) -> Response:
+    task = tasks_service.get_task(db, caller, task_id)
     try:
         version = int(form.get("version", ""))
     except ValueError:
@@ -81,11 +81,11 @@ def deploy(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -
 
 
 @router.get("/tasks/{task_id}/preview")
-def preview_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
+def preview_page(task_id: str, request: Request, db: DB, caller: PageCaller) -> Response:
+    task = tasks_service.get_task(db, caller, task_id)
     models = [m for m in views.task_models(db, task) if m["train_state"] == TrainStatus.TRAINED]
     context = {
-        **task_context(request, task, user, "preview"),
+        **task_context(request, task, caller, "preview"),
         "trained": models,
         "api_root": base_url(request, request.app.state.vize.settings),
         "max_upload_bytes": request.app.state.vize.settings.max_upload_bytes,

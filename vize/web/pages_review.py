@@ -12,19 +12,19 @@ from vize.services import tasks as tasks_service
 from vize.web.pages_tasks import task_context
 from vize.web.render import redirect, render
 from vize.web.routing import page_router
-from vize.web.session import Form, PageUser
+from vize.web.session import Form, PageCaller
 
 router = page_router()
 REVIEW_PAGE = 60  # cards per page: the JS fetches the next ones as the grid empties
 
 
 @router.get("/tasks/{task_id}/review")
-def review_page(task_id: str, request: Request, db: DB, user: PageUser) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
+def review_page(task_id: str, request: Request, db: DB, caller: PageCaller) -> Response:
+    task = tasks_service.get_task(db, caller, task_id)
     page = review_service.list_predictions(db, task, "uncertain", "pending", 0, REVIEW_PAGE)
     names = {lbl.id: lbl.name for lbl in task.labels}
     context = {
-        **task_context(request, task, user, "review"),
+        **task_context(request, task, caller, "review"),
         "predictions": [review_service.prediction_out(p, names, "/v2") for p in page.items],
         "pending": page.count,
         "choices": _choices(task),
@@ -40,8 +40,10 @@ def _choices(task: Task) -> list[dict[str, str]]:
 
 
 @router.post("/tasks/{task_id}/unknown")
-def save_unknown(task_id: str, request: Request, db: DB, user: PageUser, form: Form) -> Response:
-    task = tasks_service.get_task(db, user, task_id)
+def save_unknown(
+    task_id: str, request: Request, db: DB, caller: PageCaller, form: Form
+) -> Response:
+    task = tasks_service.get_task(db, caller, task_id)
     choice = form.get("unknown", "off")
     value = form.get("threshold", "") if choice == "number" else choice
     tasks_service.update_task(db, task, {"unknown": value})

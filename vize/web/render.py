@@ -14,6 +14,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from vize import __version__
 from vize.api.deps import get_state
+from vize.db.states import Role
+from vize.services.workspaces import Caller, list_for_user
 from vize.web import session
 
 HERE = Path(__file__).resolve().parent
@@ -101,6 +103,21 @@ def _pop_flash(request: Request) -> dict[str, str] | None:
     return {"kind": str(kind), "text": str(text)}
 
 
+def _workspace_context(request: Request, caller: Caller | None) -> dict[str, Any]:
+    """The header's workspace switcher (the user's workspaces, the current one) and whether
+    the page shows editing controls: a viewer gets no upload, train or create buttons."""
+    if caller is None or caller.user is None:
+        return {"workspaces": [], "current_workspace": None, "can_edit": True}
+    with get_state(request).sessions() as db:
+        spaces = list_for_user(db, caller.user)
+    current = next((ws for ws, _ in spaces if ws.id == caller.workspace_id), None)
+    return {
+        "workspaces": spaces,
+        "current_workspace": current,
+        "can_edit": caller.role.allows(Role.EDITOR),
+    }
+
+
 def render(
     request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> HTMLResponse:
@@ -111,9 +128,11 @@ def render(
         "csrf": csrf,
         "flash": _pop_flash(request),
         "user": None,
+        "caller": None,
         "path": request.url.path,
         **(context or {}),
     }
+    ctx.update(_workspace_context(request, ctx["caller"]))
     html = ENV.get_template(template).render(ctx)
     response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
     if ctx["flash"] is not None:

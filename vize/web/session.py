@@ -18,15 +18,18 @@ from vize.api.deps import (
     DB,
     SESSION_COOKIE,
     SESSION_MAX_AGE,
+    WORKSPACE_COOKIE,
     csrf_token,
     get_state,
+    needed_role,
     session_claims,
     session_user,
     session_user_id,
 )
 from vize.db.tables import User
-from vize.errors import VizeError
+from vize.errors import NotFound, VizeError
 from vize.services import sessions as sessions_service
+from vize.services.workspaces import Caller, resolve_user
 
 ANON_COOKIE = "vize_anon"
 CSRF_FIELD = "csrf_token"
@@ -154,5 +157,20 @@ def safe_next(value: str | None, default: str = "/tasks") -> str:
 
 
 PageUser = Annotated[User, Depends(required_user)]
+
+
+def page_caller(request: Request, db: DB, user: PageUser) -> Caller:
+    """The signed-in user in the workspace chosen with the header's switcher (its cookie),
+    else the default one (also once removed from the chosen one); the page's role check is
+    the API's (``deps.needed_role``): a form post needs an editor unless marked otherwise."""
+    try:
+        caller = resolve_user(db, user, request.cookies.get(WORKSPACE_COOKIE))
+    except NotFound:
+        caller = resolve_user(db, user, None)
+    caller.require(needed_role(request))
+    return caller
+
+
+PageCaller = Annotated[Caller, Depends(page_caller)]
 MaybeUser = Annotated[User | None, Depends(optional_user)]
 Form = Annotated[dict[str, str], Depends(checked_form)]

@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from vize.api.schemas import model_out
 from vize.db.states import DeployPolicy, TrainStatus
-from vize.db.tables import Label, Task, User
+from vize.db.tables import Label, Task
 from vize.errors import NotFound
 from vize.services import images as images_service
 from vize.services import labels as labels_service
 from vize.services import models as models_service
+from vize.services.workspaces import Caller
 
 HEAT_STEPS = 10
 DEPLOY_POLICIES = [
@@ -93,10 +94,10 @@ def task_label(task: Task, label_id: str) -> Label:
     raise NotFound("Label not found in this task.")
 
 
-def other_labels(db: Session, user: User, task: Task) -> list[Label]:
-    """The user's labels not yet attached to ``task`` (for 'attach existing')."""
+def other_labels(db: Session, caller: Caller, task: Task) -> list[Label]:
+    """The workspace's labels not yet attached to ``task`` (for 'attach existing')."""
     attached = {lbl.id for lbl in task.labels}
-    page = labels_service.list_labels(db, user, 0, 1000)
+    page = labels_service.list_labels(db, caller, 0, 1000)
     return [lbl for lbl in page.items if lbl.id not in attached]
 
 
@@ -105,12 +106,12 @@ def task_models(db: Session, task: Task) -> list[dict[str, Any]]:
     return [model_out(m) for m in models_service.task_models(db, task)]
 
 
-def task_summaries(db: Session, user: User, tasks: list[Task]) -> list[dict[str, Any]]:
+def task_summaries(db: Session, caller: Caller, tasks: list[Task]) -> list[dict[str, Any]]:
     """One row per task for the task list: counts, deployed version and its accuracy."""
     deployed = models_service.deployed_models(db, tasks)
     rows = []
     for task in tasks:
-        images = images_service.list_images(db, user, 0, 0, task_id=task.id).count
+        images = images_service.list_images(db, caller, 0, 0, task_id=task.id).count
         model = deployed.get(task.id)
         rows.append(
             {
@@ -155,12 +156,12 @@ def heatmap(confusion: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"names": names, "rows": rows}
 
 
-def misclassified(db: Session, user: User, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+def misclassified(db: Session, caller: Caller, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Wrong test predictions, with label names instead of ids, and the image as it is now
     (its file name and test flag; None once deleted) for the larger view and its actions."""
     names = _label_names(metrics)
     wrong = [p for p in metrics.get("test_predictions") or [] if not p.get("correct")]
-    found = images_service.images_by_id(db, user, [str(p.get("image_id")) for p in wrong])
+    found = images_service.images_by_id(db, caller, [str(p.get("image_id")) for p in wrong])
     out = []
     for pred in wrong:
         predicted = pred.get("predicted")

@@ -17,7 +17,8 @@ from vize.api.deps import (
     SettingsDep,
     authenticate,
 )
-from vize.api.routing import SlashRouter
+from vize.api.routing import SlashRouter, min_role
+from vize.db.states import Role
 from vize.errors import InvalidInput, PayloadTooLarge, VizeError
 from vize.services import unknown
 from vize.services.classify import Ask, Classifier, Parse, parse_v2, truthy
@@ -74,12 +75,13 @@ async def classify_batch(
     job = await run_in_threadpool(classifier.admit, authenticate_now, fields, parse)
     # Keyed by user and cost: one client's flood of costly images cannot hold every worker.
     future = classifier.pool.submit_for(
-        job.user_id, Priority.INTERACTIVE, classifier.infer, job, capped=job.costly
+        job.caller.actor, Priority.INTERACTIVE, classifier.infer, job, capped=job.costly
     )
     return await asyncio.wrap_future(future)
 
 
 @router.post("/classify/", summary="Classify up to 10 images", openapi_extra=CLASSIFY_DOC)
+@min_role(Role.VIEWER)  # viewers read and classify
 async def classify_v2(
     request: Request, classifier: ClassifierDep, _: HasCredentials, fields: FieldsAfterAuth
 ) -> dict[str, Any]:
@@ -110,6 +112,7 @@ V1_DOC = {
 
 
 @v1_router.post("/classify/", summary="Classify one image (Vize v1)", openapi_extra=V1_DOC)
+@min_role(Role.VIEWER)
 async def classify_v1(
     request: Request,
     classifier: ClassifierDep,

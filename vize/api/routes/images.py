@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from vize.api.deps import (
     DB,
     AppState,
-    CurrentUser,
+    CurrentCaller,
     Fields,
     Links,
     PagingDep,
@@ -37,7 +37,7 @@ from vize.api.schemas import (
 )
 from vize.api.signing import ImageLinks, Kind
 from vize.config import Settings
-from vize.db.tables import Image, Label, User
+from vize.db.tables import Image, Label
 from vize.errors import InvalidInput, NotFound, PayloadTooLarge, VizeError
 from vize.services import batch
 from vize.services import images as images_service
@@ -45,6 +45,7 @@ from vize.services import labels as labels_service
 from vize.services import tasks as tasks_service
 from vize.services.fetch import FetchBudget, record_bytes
 from vize.services.jsonvalue import echoable
+from vize.services.workspaces import Caller
 from vize.storage import BlobStore
 
 router = SlashRouter(prefix="/training-image", tags=["training images"])
@@ -131,15 +132,15 @@ def _meta(value: Any) -> dict[str, Any]:
     return value
 
 
-def _labels(db: DB, user: User, fields: dict[str, Any]) -> list[Label]:
+def _labels(db: DB, caller: Caller, fields: dict[str, Any]) -> list[Label]:
     ids = _as_list(fields.get("labels")) + _as_list(fields.get("label_id"))
-    return [labels_service.get_label(db, user, lid) for lid in dict.fromkeys(ids)]
+    return [labels_service.get_label(db, caller, lid) for lid in dict.fromkeys(ids)]
 
 
 def _store(
     request: Request,
     settings: Settings,
-    user: User,
+    caller: Caller,
     data: bytes,
     fields: dict[str, Any],
     file_name: str,
@@ -150,10 +151,10 @@ def _store(
         db,
         blobs,
         settings,
-        user,
+        caller,
         data,
         file_name=file_name,
-        labels=_labels(db, user, fields),
+        labels=_labels(db, caller, fields),
         meta_data=_meta(fields.get("meta_data")),
         test_image=_bool(fields.get("test_image", False)),
         budget=request.app.state.vize.services.recognizer.budget,
@@ -163,7 +164,7 @@ def _store(
     if not up.created:
         # The same bytes again: the labels sent are put on the image already there, and the
         # answer says which were new (none: nothing changed) and which ``move`` took off.
-        added, moved = _relabel_existing(db, up.image, _labels(db, user, fields), fields)
+        added, moved = _relabel_existing(db, up.image, _labels(db, caller, fields), fields)
     out = image_out(up.image, base_url(request, settings), image_links(request.app.state.vize))
     if not up.created:
         out["labels_added"], out["labels_removed"] = added, moved
@@ -196,14 +197,14 @@ def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/", status_code=201, summary="Upload training image(s)", openapi_extra=UPLOAD_DOC)
 async def upload(
-    request: Request, response: Response, state: State, user: CurrentUser, fields: Fields
+    request: Request, response: Response, state: State, caller: CurrentCaller, fields: Fields
 ) -> dict[str, Any]:
     if "records" in fields:
-        return await _upload_batch(request, response, state, user, fields)
+        return await _upload_batch(request, response, state, caller, fields)
     upload_file = fields.get("img_path") or fields.get("file")
     if not isinstance(upload_file, UploadFile):
         if "base64" in fields:  # one image as JSON, as Ximilar's client sends it
-            return await run_in_threadpool(_upload_base64, request, response, state, user, fields)
+            return await run_in_threadpool(_upload_base64, request, response, state, caller, fields)
         raise InvalidInput(
             "Send the image as multipart field 'img_path', or JSON 'base64' or 'records'.",
             code="required",
@@ -214,54 +215,54 @@ async def upload(
             f"Image is larger than {state.settings.max_upload_bytes // (1024 * 1024)} MB."
         )
     name = upload_file.filename or ""
-    return await run_in_threadpool(_store_one, request, response, state, user, data, fields, name)
+    return await run_in_threadpool(_store_one, request, response, state, caller, data, fields, name)
 
 
 def _upload_base64(
-    request: Request, response: Response, state: AppState, user: User, fields: dict[str, Any]
+    request: Request, response: Response, state: AppState, caller: Caller, fields: dict[str, Any]
 ) -> dict[str, Any]:
     if not isinstance(fields["base64"], str) or not fields["base64"]:
         raise InvalidInput("'base64' must be the image as a base64 string.", code="invalid_base64")
     data = record_bytes({"_base64": fields["base64"]}, state.settings)
-    return _store_one(request, response, state, user, data, fields, "")
+    return _store_one(request, response, state, caller, data, fields, "")
 
 
 def _store_one(
     request: Request,
     response: Response,
     state: AppState,
-    user: User,
+    caller: Caller,
     data: bytes,
     fields: dict[str, Any],
     name: str,
 ) -> dict[str, Any]:
-    store = partial(_store, request, state.settings, user, data, fields, name)
+    store = partial(_store, request, state.settings, caller, data, fields, name)
     up, out = images_service.store_upload(state.sessions, state.blobs, store)
     if not up.created:
         response.status_code = 200
         return _duplicate_body(out)
-    out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
-    state.services.after_upload(user.id)
+    out["near_duplicate_of"] = upload_duplicates(state, caller.workspace_id, up.image.id)
+    state.services.after_upload(caller)
     return out
 
 
 async def _upload_batch(
-    request: Request, response: Response, state: State, user: User, fields: dict[str, Any]
+    request: Request, response: Response, state: State, caller: Caller, fields: dict[str, Any]
 ) -> dict[str, Any]:
     records = batch.check_records(fields["records"], MAX_BATCH)
-    budget = state.services.fetcher.budget(state.settings, user.id)  # one for the request
+    budget = state.services.fetcher.budget(state.settings, caller.actor)  # one for the request
     results = [
-        await run_in_threadpool(_one_record, request, state, user, r, budget) for r in records
+        await run_in_threadpool(_one_record, request, state, caller, r, budget) for r in records
     ]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
-        state.services.after_upload(user.id)
+        state.services.after_upload(caller)
     response.status_code = 200
     return batch.envelope(results)
 
 
 def _one_record(
-    request: Request, state: AppState, user: User, record: Any, budget: FetchBudget
+    request: Request, state: AppState, caller: Caller, record: Any, budget: FetchBudget
 ) -> dict[str, Any]:
     """One record, one transaction: its failure is reported in place and touches no other."""
     settings: Settings = state.settings
@@ -272,10 +273,10 @@ def _one_record(
             raise bad
         data = record_bytes(checked, settings, budget)
         name = str(record.get("file_name", ""))
-        store = partial(_store, request, settings, user, data, record, name)
+        store = partial(_store, request, settings, caller, data, record, name)
         up, out = images_service.store_upload(state.sessions, state.blobs, store)
         if up.created:
-            out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
+            out["near_duplicate_of"] = upload_duplicates(state, caller.workspace_id, up.image.id)
             return {**echo, **out, "_status": batch.ok_status("Created", 201)}
         return {**echo, **_duplicate_body(out), "_status": batch.ok_status(out["id"])}
     except VizeError as exc:
@@ -286,7 +287,7 @@ def _one_record(
 def list_images(
     request: Request,
     db: DB,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: SettingsDep,
     links: Links,
     paging: PagingDep,
@@ -300,13 +301,13 @@ def list_images(
     real: bool | None = None,
     search: str | None = None,
 ) -> dict[str, Any]:
-    task_id = tasks_service.get_task(db, user, task).id if task else None
-    label_ids = [labels_service.get_label(db, user, lid).id for lid in _as_list(label)]
-    label_ids += [labels_service.get_label(db, user, lid).id for lid in _as_list(labels)]
-    not_ids = [labels_service.get_label(db, user, lid).id for lid in _as_list(not_labels)]
+    task_id = tasks_service.get_task(db, caller, task).id if task else None
+    label_ids = [labels_service.get_label(db, caller, lid).id for lid in _as_list(label)]
+    label_ids += [labels_service.get_label(db, caller, lid).id for lid in _as_list(labels)]
+    not_ids = [labels_service.get_label(db, caller, lid).id for lid in _as_list(not_labels)]
     page = images_service.list_images(
         db,
-        user,
+        caller,
         paging.offset,
         paging.page_size,
         task_id=task_id,
@@ -326,22 +327,22 @@ def list_images(
     summary="Change many images at once (Ximilar's modify_images)",
     openapi_extra=body_doc(ImagesUpdateIn),
 )
-def update_images(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
+def update_images(db: DB, caller: CurrentCaller, fields: Fields) -> dict[str, Any]:
     ask = _parse(ImagesUpdateIn, fields)
     if not ask.images and not ask.labels:
         raise InvalidInput("Send 'images' (ids) or 'labels' (a filter).", code="required")
     if (ask.mark_test and ask.unmark_test) or (ask.mark_real and ask.unmark_real):
         raise InvalidInput("Mark and unmark the same flag at once?", code="invalid")
     change = images_service.BulkChange(
-        add=[labels_service.get_label(db, user, lid) for lid in ask.labels_add],
-        remove=[labels_service.get_label(db, user, lid) for lid in ask.labels_remove],
+        add=[labels_service.get_label(db, caller, lid) for lid in ask.labels_add],
+        remove=[labels_service.get_label(db, caller, lid) for lid in ask.labels_remove],
         test=True if ask.mark_test else (False if ask.unmark_test else None),
         real=True if ask.mark_real else (False if ask.unmark_real else None),
         move=ask.move,
     )
-    images = [images_service.get_image(db, user, iid) for iid in dict.fromkeys(ask.images)]
-    filter_ids = [labels_service.get_label(db, user, lid).id for lid in ask.labels]
-    count = images_service.bulk_update(db, user, images, filter_ids, change)
+    images = [images_service.get_image(db, caller, iid) for iid in dict.fromkeys(ask.images)]
+    filter_ids = [labels_service.get_label(db, caller, lid).id for lid in ask.labels]
+    count = images_service.bulk_update(db, caller, images, filter_ids, change)
     return {"status": "OK", "count": count}
 
 
@@ -354,9 +355,14 @@ def _parse(model: Any, fields: dict[str, Any]) -> Any:
 
 @router.get("/{image_id}/", summary="Retrieve a training image")
 def get_image(
-    image_id: str, request: Request, db: DB, user: CurrentUser, settings: SettingsDep, links: Links
+    image_id: str,
+    request: Request,
+    db: DB,
+    caller: CurrentCaller,
+    settings: SettingsDep,
+    links: Links,
 ) -> dict[str, Any]:
-    image = images_service.get_image(db, user, image_id)
+    image = images_service.get_image(db, caller, image_id)
     return image_out(image, base_url(request, settings), links)
 
 
@@ -370,12 +376,12 @@ def update_image(
     image_id: str,
     request: Request,
     db: DB,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: SettingsDep,
     links: Links,
     fields: Fields,
 ) -> dict[str, Any]:
-    image = images_service.get_image(db, user, image_id)
+    image = images_service.get_image(db, caller, image_id)
     if "meta_data" in fields:
         fields["meta_data"] = _meta(fields["meta_data"])
     for flag in ("test_image", "real"):
@@ -386,9 +392,9 @@ def update_image(
 
 
 @router.delete("/{image_id}/", status_code=204, summary="Delete a training image")
-def delete_image(image_id: str, state: State, user: CurrentUser) -> Response:
+def delete_image(image_id: str, state: State, caller: CurrentCaller) -> Response:
     with state.sessions.begin() as db:
-        keys = images_service.delete_image(db, images_service.get_image(db, user, image_id))
+        keys = images_service.delete_image(db, images_service.get_image(db, caller, image_id))
     images_service.purge_unused_blobs(state.sessions, state.blobs, keys)
     return Response(status_code=204)
 
@@ -397,16 +403,16 @@ def _label_op(
     image_id: str,
     request: Request,
     db: DB,
-    user: User,
+    caller: Caller,
     settings: Settings,
     fields: dict[str, Any],
     op: str,
 ) -> dict[str, Any]:
-    image = images_service.get_image(db, user, image_id)
+    image = images_service.get_image(db, caller, image_id)
     label_id = fields.get("label_id") or fields.get("label")
     if not label_id:
         raise InvalidInput("Field 'label_id' is required.", code="required")
-    label = labels_service.get_label(db, user, label_id)
+    label = labels_service.get_label(db, caller, label_id)
     if op == "remove":
         image = images_service.remove_label(db, image, label)
     elif op == "update":
@@ -441,12 +447,12 @@ def add_label(
     image_id: str,
     request: Request,
     db: DB,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: SettingsDep,
     fields: Fields,
 ) -> dict[str, Any]:
     # DELETE is accepted too: the Vize docs' Python sample sends add-label with DELETE.
-    return _label_op(image_id, request, db, user, settings, fields, "add")
+    return _label_op(image_id, request, db, caller, settings, fields, "add")
 
 
 @router.post(
@@ -456,11 +462,11 @@ def remove_label(
     image_id: str,
     request: Request,
     db: DB,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: SettingsDep,
     fields: Fields,
 ) -> dict[str, Any]:
-    return _label_op(image_id, request, db, user, settings, fields, "remove")
+    return _label_op(image_id, request, db, caller, settings, fields, "remove")
 
 
 @router.post(
@@ -472,11 +478,11 @@ def update_label(
     image_id: str,
     request: Request,
     db: DB,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: SettingsDep,
     fields: Fields,
 ) -> dict[str, Any]:
-    return _label_op(image_id, request, db, user, settings, fields, "update")
+    return _label_op(image_id, request, db, caller, settings, fields, "update")
 
 
 def _serve(db: Session, blobs: BlobStore, image: Image, thumb: bool) -> Response:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, PagingDep, ServicesDep, State
+from vize.api.deps import DB, CurrentCaller, PagingDep, ServicesDep, State
 from vize.api.routing import SlashRouter
 from vize.api.schemas import model_out, page_out
 from vize.services import export as export_service
@@ -19,24 +19,24 @@ router = SlashRouter(prefix="/model", tags=["models"])
 
 @router.get("/", summary="List model versions (?task=)")
 def list_models(
-    request: Request, db: DB, user: CurrentUser, paging: PagingDep, task: str | None = None
+    request: Request, db: DB, caller: CurrentCaller, paging: PagingDep, task: str | None = None
 ) -> dict[str, Any]:
-    of_task = tasks_service.get_task(db, user, task) if task else None
-    page = models_service.list_models(db, user, paging.offset, paging.page_size, of_task)
+    of_task = tasks_service.get_task(db, caller, task) if task else None
+    page = models_service.list_models(db, caller, paging.offset, paging.page_size, of_task)
     return page_out(
         request, page, paging.page, paging.page_size, [model_out(m) for m in page.items]
     )
 
 
 @router.get("/{model_id}/", summary="A model version with its metrics")
-def get_model(model_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
-    return model_out(models_service.get_model(db, user, model_id))
+def get_model(model_id: str, db: DB, caller: CurrentCaller) -> dict[str, Any]:
+    return model_out(models_service.get_model(db, caller, model_id))
 
 
 @router.delete("/{model_id}/", status_code=204, summary="Remove a model version")
-def delete_model(model_id: str, state: State, user: CurrentUser) -> Response:
+def delete_model(model_id: str, state: State, caller: CurrentCaller) -> Response:
     with state.sessions.begin() as db:
-        key = models_service.delete_model(db, models_service.get_model(db, user, model_id))
+        key = models_service.delete_model(db, models_service.get_model(db, caller, model_id))
     if key:
         try:
             state.blobs.delete(key)
@@ -51,9 +51,11 @@ def delete_model(model_id: str, state: State, user: CurrentUser) -> Response:
     response_class=Response,
     responses={200: {"content": {"application/zip": {}}}},
 )
-def export_model(model_id: str, state: State, services: ServicesDep, user: CurrentUser) -> Response:
+def export_model(
+    model_id: str, state: State, services: ServicesDep, caller: CurrentCaller
+) -> Response:
     with state.sessions() as db:
-        model = models_service.get_model(db, user, model_id)
+        model = models_service.get_model(db, caller, model_id)
         name, data = export_service.export_zip(db, services.recognizer, state.blobs, model)
     return Response(
         data,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vize.api.deps import DB, CurrentUser, Fields, PagingDep, SettingsDep, State
+from vize.api.deps import DB, CurrentCaller, Fields, PagingDep, SettingsDep, State
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import base_url, page_out
 from vize.db.tables import Label, Prediction, Task
@@ -50,12 +50,12 @@ def list_predictions(
     request: Request,
     settings: SettingsDep,
     db: DB,
-    user: CurrentUser,
+    caller: CurrentCaller,
     paging: PagingDep,
     order: Annotated[str, Query(description="uncertain (first) or recent")] = "uncertain",
     status: Annotated[str, Query(description="pending, accepted, dismissed or all")] = "pending",
 ) -> dict[str, Any]:
-    task = tasks_service.get_task(db, user, task_id)
+    task = tasks_service.get_task(db, caller, task_id)
     page = review_service.list_predictions(db, task, order, status, paging.offset, paging.page_size)
     names, prefix = _names(db, task.id), _prefix(request, settings)
     items = [review_service.prediction_out(p, names, prefix) for p in page.items]
@@ -64,9 +64,9 @@ def list_predictions(
 
 @router.get("/prediction/{prediction_id}/", summary="A prediction kept for review")
 def get_prediction(
-    prediction_id: str, request: Request, settings: SettingsDep, db: DB, user: CurrentUser
+    prediction_id: str, request: Request, settings: SettingsDep, db: DB, caller: CurrentCaller
 ) -> dict[str, Any]:
-    pred = review_service.get_prediction(db, user, prediction_id)
+    pred = review_service.get_prediction(db, caller, prediction_id)
     return _out(db, pred, _prefix(request, settings))
 
 
@@ -80,25 +80,25 @@ def accept_prediction(
     request: Request,
     settings: SettingsDep,
     state: State,
-    user: CurrentUser,
+    caller: CurrentCaller,
     fields: Fields,
 ) -> dict[str, Any]:
     review = Review(settings, state.sessions, state.blobs)
-    pred, image_id = review.accept(user, prediction_id, fields.get("label_id"))
+    pred, image_id = review.accept(caller, prediction_id, fields.get("label_id"))
     with state.sessions() as db:
         return {**_out(db, pred, _prefix(request, settings)), "image_id": image_id}
 
 
 @router.delete("/prediction/{prediction_id}/", status_code=204, summary="Dismiss it")
 def dismiss_prediction(
-    prediction_id: str, settings: SettingsDep, state: State, user: CurrentUser
+    prediction_id: str, settings: SettingsDep, state: State, caller: CurrentCaller
 ) -> Response:
-    Review(settings, state.sessions, state.blobs).dismiss(user, prediction_id)
+    Review(settings, state.sessions, state.blobs).dismiss(caller, prediction_id)
     return Response(status_code=204)
 
 
-def _serve(state: State, db: Session, user: Any, prediction_id: str, thumb: bool) -> Response:
-    pred = review_service.get_prediction(db, user, prediction_id)
+def _serve(state: State, db: Session, caller: Any, prediction_id: str, thumb: bool) -> Response:
+    pred = review_service.get_prediction(db, caller, prediction_id)
     key = pred.thumb_key if thumb else pred.blob_key
     try:
         data = state.blobs.get(key) if key else None
@@ -122,10 +122,10 @@ def _content_type(data: bytes) -> str:
 
 
 @router.get("/prediction/{prediction_id}/file/", summary="The kept image")
-def prediction_file(prediction_id: str, state: State, db: DB, user: CurrentUser) -> Response:
-    return _serve(state, db, user, prediction_id, thumb=False)
+def prediction_file(prediction_id: str, state: State, db: DB, caller: CurrentCaller) -> Response:
+    return _serve(state, db, caller, prediction_id, thumb=False)
 
 
 @router.get("/prediction/{prediction_id}/thumb/", summary="A thumbnail of the kept image")
-def prediction_thumb(prediction_id: str, state: State, db: DB, user: CurrentUser) -> Response:
-    return _serve(state, db, user, prediction_id, thumb=True)
+def prediction_thumb(prediction_id: str, state: State, db: DB, caller: CurrentCaller) -> Response:
+    return _serve(state, db, caller, prediction_id, thumb=True)

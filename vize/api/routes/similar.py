@@ -10,14 +10,15 @@ from starlette.concurrency import run_in_threadpool
 
 from vize.api.deps import (
     AppState,
-    CurrentUser,
+    CurrentCaller,
     FieldsAfterAuth,
     HasCredentials,
     State,
     authenticate,
 )
-from vize.api.routing import SlashRouter
+from vize.api.routing import SlashRouter, min_role
 from vize.api.schemas import base_url
+from vize.db.states import Role
 from vize.errors import VizeError
 from vize.services import insights as insights_service
 from vize.services import search as svc
@@ -59,18 +60,17 @@ SIMILAR_DOC = {
 
 def _admit(state: AppState, request: Request, fields: dict[str, Any] | VizeError) -> Any:
     with state.sessions() as db:
-        user = authenticate(request, state, db)  # first: a bad token is a 401 whatever else
-        db.expunge(user)
+        caller = authenticate(request, state, db)  # first: a bad token is a 401 whatever else
     if isinstance(fields, VizeError):
         raise fields
     services = state.services
-    budget = services.fetcher.budget(state.settings, user.id)
+    budget = services.fetcher.budget(state.settings, caller.actor)
     return svc.admit(
         state.sessions,
         state.blobs,
         services.recognizer,
         state.settings,
-        user,
+        caller,
         fields,
         budget,
         limiter=services.limiter,
@@ -81,12 +81,13 @@ def _admit(state: AppState, request: Request, fields: dict[str, Any] | VizeError
 @router.post(
     "/similar/", summary="Find your most similar training images", openapi_extra=SIMILAR_DOC
 )
+@min_role(Role.VIEWER)  # a search: it changes nothing
 async def similar(
     request: Request, state: State, _: HasCredentials, fields: FieldsAfterAuth
 ) -> dict[str, Any]:
     job = await run_in_threadpool(_admit, state, request, fields)
     recognizer = state.services.recognizer
-    # Decoding, the backbones and the scan in the fair pool, keyed by the user like
+    # Decoding, the backbones and the scan in the fair pool, keyed by the caller like
     # classification; a large task's scan is costly (at most the user's share of workers).
     future = recognizer.pool.submit_for(
         job.user_id,
@@ -120,17 +121,17 @@ async def similar(
 def insights(
     task_id: str,
     state: State,
-    user: CurrentUser,
+    caller: CurrentCaller,
     recompute: bool = Query(False, description="Recompute now instead of the stored report."),
 ) -> dict[str, Any]:
     return insights_service.get_insights(
-        state.sessions, state.blobs, state.services.recognizer, user, task_id, recompute
+        state.sessions, state.blobs, state.services.recognizer, caller, task_id, recompute
     )
 
 
-def upload_duplicates(state: AppState, owner_id: str, image_id: str) -> list[str]:
-    """The upload route's hook: ids of the caller's images the new one nearly duplicates."""
+def upload_duplicates(state: AppState, workspace_id: str, image_id: str) -> list[str]:
+    """The upload route's hook: ids of the workspace's images the new one nearly duplicates."""
     recognizer = state.services.recognizer
     return similarity.near_duplicates_of(
-        state.sessions, state.blobs, recognizer, owner_id, image_id
+        state.sessions, state.blobs, recognizer, workspace_id, image_id
     )

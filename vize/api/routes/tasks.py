@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from vize.api.deps import DB, CurrentUser, Fields, PagingDep, State
+from vize.api.deps import DB, CurrentCaller, Fields, PagingDep, State
 from vize.api.routing import SlashRouter, body_doc
 from vize.api.schemas import LabelIdIn, TaskIn, TaskPatch, page_out, task_out
 from vize.errors import InvalidInput
@@ -22,9 +22,9 @@ def _out(db: DB, task: Any) -> dict[str, Any]:
 
 @router.get("/", summary="List your tasks")
 def list_tasks(
-    request: Request, db: DB, user: CurrentUser, paging: PagingDep, search: str | None = None
+    request: Request, db: DB, caller: CurrentCaller, paging: PagingDep, search: str | None = None
 ) -> dict[str, Any]:
-    page = tasks_service.list_tasks(db, user, paging.offset, paging.page_size, search)
+    page = tasks_service.list_tasks(db, caller, paging.offset, paging.page_size, search)
     ids = [lbl.id for t in page.items for lbl in t.labels]
     counts = labels_service.counts(db, ids)
     items = [task_out(t, counts) for t in page.items]
@@ -32,12 +32,12 @@ def list_tasks(
 
 
 @router.post("/", status_code=201, summary="Create a task", openapi_extra=body_doc(TaskIn))
-def create_task(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
+def create_task(db: DB, caller: CurrentCaller, fields: Fields) -> dict[str, Any]:
     if not fields.get("name"):
         raise InvalidInput("Field 'name' is required.", code="required")
     task = tasks_service.create_task(
         db,
-        user,
+        caller,
         fields["name"],
         fields.get("description") or "",
         fields.get("type") or "multi_class",
@@ -46,8 +46,8 @@ def create_task(db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
 
 
 @router.get("/{task_id}/", summary="Retrieve a task")
-def get_task(task_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
-    return _out(db, tasks_service.get_task(db, user, task_id))
+def get_task(task_id: str, db: DB, caller: CurrentCaller) -> dict[str, Any]:
+    return _out(db, tasks_service.get_task(db, caller, task_id))
 
 
 @router.api_route(
@@ -56,47 +56,47 @@ def get_task(task_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
     summary="Update a task",
     openapi_extra=body_doc(TaskPatch),
 )
-def update_task(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
-    task = tasks_service.get_task(db, user, task_id)
+def update_task(task_id: str, db: DB, caller: CurrentCaller, fields: Fields) -> dict[str, Any]:
+    task = tasks_service.get_task(db, caller, task_id)
     return _out(db, tasks_service.update_task(db, task, fields))
 
 
 @router.delete("/{task_id}/", status_code=204, summary="Delete a task")
-def delete_task(task_id: str, state: State, user: CurrentUser) -> Response:
+def delete_task(task_id: str, state: State, caller: CurrentCaller) -> Response:
     with state.sessions.begin() as db:  # committed before its files go
-        keys = tasks_service.delete_task(db, tasks_service.get_task(db, user, task_id))
+        keys = tasks_service.delete_task(db, tasks_service.get_task(db, caller, task_id))
     tasks_service.purge_model_files(state.sessions, state.blobs, keys)
     return Response(status_code=204)
 
 
-def _label_from(db: DB, user: CurrentUser, fields: dict[str, Any]) -> Any:
+def _label_from(db: DB, caller: CurrentCaller, fields: dict[str, Any]) -> Any:
     label_id = fields.get("label_id") or fields.get("label")
     if not label_id:
         raise InvalidInput("Field 'label_id' is required.", code="required")
-    return labels_service.get_label(db, user, label_id)
+    return labels_service.get_label(db, caller, label_id)
 
 
 @router.post("/{task_id}/add-label/", summary="Attach a label", openapi_extra=body_doc(LabelIdIn))
-def add_label(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
-    task = tasks_service.get_task(db, user, task_id)
-    task = tasks_service.add_label(db, task, _label_from(db, user, fields))
+def add_label(task_id: str, db: DB, caller: CurrentCaller, fields: Fields) -> dict[str, Any]:
+    task = tasks_service.get_task(db, caller, task_id)
+    task = tasks_service.add_label(db, task, _label_from(db, caller, fields))
     return _out(db, task)
 
 
 @router.post(
     "/{task_id}/remove-label/", summary="Detach a label", openapi_extra=body_doc(LabelIdIn)
 )
-def remove_label(task_id: str, db: DB, user: CurrentUser, fields: Fields) -> dict[str, Any]:
-    task = tasks_service.get_task(db, user, task_id)
-    task = tasks_service.remove_label(db, task, _label_from(db, user, fields))
+def remove_label(task_id: str, db: DB, caller: CurrentCaller, fields: Fields) -> dict[str, Any]:
+    task = tasks_service.get_task(db, caller, task_id)
+    task = tasks_service.remove_label(db, task, _label_from(db, caller, fields))
     return _out(db, task)
 
 
 @router.get("/{task_id}/labels/", summary="Labels of a task with image counts (?search=)")
 def task_labels(
-    task_id: str, db: DB, user: CurrentUser, search: str | None = None
+    task_id: str, db: DB, caller: CurrentCaller, search: str | None = None
 ) -> list[dict[str, Any]]:
-    task = tasks_service.get_task(db, user, task_id)
+    task = tasks_service.get_task(db, caller, task_id)
     labels: list[dict[str, Any]] = _out(db, task)["labels"]
     if search:  # the name contains it, case aside (like ?search= of the label list)
         wanted = search.casefold()

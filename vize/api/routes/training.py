@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
-from vize.api.deps import DB, CurrentUser, RunnerDep, State
+from vize.api.deps import DB, CurrentCaller, RunnerDep, State
 from vize.api.routing import SlashRouter
 from vize.api.schemas import iso, model_out
 from vize.db.tables import Job
@@ -42,15 +42,15 @@ def job_out(job: Job) -> dict[str, Any]:
     summary="Start training the task's next model version",
 )
 def train(
-    task_id: str, request: Request, state: State, runner: RunnerDep, user: CurrentUser
+    task_id: str, request: Request, state: State, runner: RunnerDep, caller: CurrentCaller
 ) -> dict[str, Any]:
     # GET is accepted because the Vize docs' Python sample starts training with GET; only
     # with a token, never a cookie, so a link in another page cannot start a training.
     if request.method == "GET" and not request.headers.get("authorization"):
         raise Unauthorized("Start training with POST, or GET with an API token.")
     with state.sessions.begin() as db:
-        task = tasks_service.get_task(db, user, task_id)
-        model, job = training.start_training(db, user, task, state.settings.min_images_per_label)
+        task = tasks_service.get_task(db, caller, task_id)
+        model, job = training.start_training(db, caller, task, state.settings.min_images_per_label)
         body = {
             "detail": f"Training of version {model.version} queued.",
             "task_id": task.id,
@@ -62,10 +62,10 @@ def train(
 
 
 @router.get("/task/{task_id}/training/", summary="Progress of the latest training")
-def training_status(task_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
-    return training.latest_training(db, tasks_service.get_task(db, user, task_id))
+def training_status(task_id: str, db: DB, caller: CurrentCaller) -> dict[str, Any]:
+    return training.latest_training(db, tasks_service.get_task(db, caller, task_id))
 
 
 @router.get("/job/{job_id}/", summary="A background job")
-def get_job(job_id: str, db: DB, user: CurrentUser) -> dict[str, Any]:
-    return job_out(get_owned(db, Job, job_id, user.id, "Job"))
+def get_job(job_id: str, db: DB, caller: CurrentCaller) -> dict[str, Any]:
+    return job_out(get_owned(db, Job, job_id, caller.workspace_id, "Job"))

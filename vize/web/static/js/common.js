@@ -88,6 +88,13 @@ window.Vize = (function () {
     if (button) onCopyClick(button);
   });
 
+  /* A select marked data-autosubmit (the header's workspace switcher) submits its form on
+     change (inline handlers are not allowed by the page's CSP). */
+  document.addEventListener("change", function (event) {
+    var select = event.target.closest("select[data-autosubmit]");
+    if (select && select.form) select.form.submit();
+  });
+
   document.addEventListener("submit", function (event) {
     var form = event.target.closest("form[data-confirm]");
     if (form && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();

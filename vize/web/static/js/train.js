@@ -25,6 +25,7 @@
   }
 
   function busy(on) {
+    if (!button) return;  // a viewer's page has no train button: progress only
     button.disabled = on;
     button.setAttribute("aria-busy", on ? "true" : "false");
     button.textContent = on ? "Training…" : "Train a new version";
@@ -111,6 +112,6 @@
     }
   }
 
-  button.addEventListener("click", start);
+  if (button) button.addEventListener("click", start);
   resume();
 })();
