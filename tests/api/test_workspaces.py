@@ -314,3 +314,30 @@ def test_upload_form_field_names_the_workspace(client: AppClient, alice: dict, t
     bogus = upload(client, ha, png_bytes(24), workspace="0b0c0d0e-0000-4000-8000-000000000000")
     assert_error(bogus, 404, "workspace_not_found")
     assert json.loads(client.get("/v2/training-image/", headers=ha).text)["count"] == 0
+
+
+def test_invitations_follow_vize_signup(
+    client: AppClient, alice: dict, team: dict, settings: Any
+) -> None:
+    """Closed sign-up: only existing users can be added (404 ``user_not_found``); by
+    invitation: the link works for the invited name alone and joins the workspace."""
+    from vize.app import load_secret
+    from vize.services import invites
+    from vize.services.invites import SignupMode, SignupRefused
+
+    members = f"/v2/workspace/{team['ws']}/member/"
+    settings.signup = SignupMode.CLOSED
+    r = client.post(members, headers=alice["headers"], json={"username": "zed", "role": "editor"})
+    assert_error(r, 404, "user_not_found")
+    settings.signup = SignupMode.INVITE
+    r = client.post(
+        members, headers=alice["headers"], json={"email": "zed@x.org", "role": "editor"}
+    )
+    assert r.status_code == 202
+    token = r.json()["invitation"].split("invite=", 1)[1]
+    secret = load_secret(settings)
+    with pytest.raises(SignupRefused):
+        invites.check_signup(SignupMode.INVITE, secret, token, "zed", "other@x.org")
+    invitation = invites.check_signup(SignupMode.INVITE, secret, token, "zed", "ZED@x.org")
+    assert invitation is not None
+    assert (invitation.workspace_id, invitation.role) == (team["ws"], "editor")
