@@ -70,13 +70,14 @@ def test_versions_pinning_and_isolation(client: AppClient, alice: dict, bob: dic
         r = client.post(f"/v2/task/{tid}/train/", headers=h)
         assert r.status_code == 202 and r.json()["model"]["version"] == expected
         assert wait_training(client, h, tid)["state"] == "succeeded"
-    assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 2
-    r = client.patch(f"/v2/task/{tid}/", headers=h, json={"production_version": 1})
-    assert r.status_code == 200 and r.json()["production_version"] == 1
+    # The default policy (if_better): v2, trained on the same images, is no better than v1.
+    assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 1
+    r = client.patch(f"/v2/task/{tid}/", headers=h, json={"production_version": 2})
+    assert r.status_code == 200 and r.json()["production_version"] == 2
     client.post(f"/v2/task/{tid}/train/", headers=h)
     assert wait_training(client, h, tid)["state"] == "succeeded"
-    # Pinned by the owner: a new training does not move production.
-    assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 1
+    # Deployed by hand, and v3 is no better: production stays where the owner put it.
+    assert client.get(f"/v2/task/{tid}/", headers=h).json()["production_version"] == 2
     models = client.get(f"/v2/model/?task={tid}", headers=h).json()
     assert [m["version"] for m in models["results"]] == [3, 2, 1]
     img = base64.b64encode(image("cat", 90).read_bytes()).decode()

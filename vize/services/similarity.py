@@ -45,6 +45,7 @@ DUPLICATE_CNN = 0.55
 DUPLICATE_LAYOUT = 0.93
 MAX_K = 100
 SCAN_CHUNK = 2000  # images read at once by a search (and ids per IN list)
+UPLOAD_LAYOUTS = 200  # colour layouts an upload's near-duplicate check may compute
 
 
 @dataclass
@@ -366,7 +367,9 @@ def near_duplicates_of(
 
     Compared only with images already embedded (the background embedding catches up with
     the rest), so an upload into a task whose images have no vectors yet costs nothing; else
-    it embeds the new image now (stored, the background job then skips it)."""
+    it embeds the new image now (stored, the background job then skips it). The others are
+    read ``SCAN_CHUNK`` at a time (memory stays one chunk whatever the task); at most
+    ``UPLOAD_LAYOUTS`` missing colour layouts are computed per upload."""
     with sessions() as db:
         image = db.get(Image, image_id)
         if image is None or image.workspace_id != workspace_id:
@@ -377,26 +380,27 @@ def near_duplicates_of(
         ).all()
         rows = {r[0]: r for t in task_ids for r in task_image_rows(db, workspace_id, t)}
         rows.pop(image_id, None)
-        first = recognizer.backbones[0]
-        embedded = set(
-            db.scalars(
-                select(Embedding.image_id).where(
-                    Embedding.image_id.in_(list(rows)),
-                    Embedding.backbone == first,
-                    Embedding.view == "orig",
-                )
-            ).all()
-        )
+        missing = set(unembedded(db, sorted(rows), recognizer.backbones))
         mine = (image.id, image.blob_key, image.thumb_key)
-    others = [rows[i] for i in sorted(embedded)]
+    others = [rows[i] for i in sorted(rows) if i not in missing]
     if not others:
         return []
     # The upload waits for this: the workspace's interactive share of the pool.
     new = load_vectors(sessions, blobs, recognizer, [mine], workspace_id, Priority.INTERACTIVE)
-    index = load_vectors(sessions, blobs, recognizer, others, workspace_id, Priority.INTERACTIVE)
-    if not new.ids or not index.ids:
+    if not new.ids:
         return []
-    cnn, layout = part_similarities(index.matrix, new.matrix[:1])
-    sims = CNN_WEIGHT * cnn[:, 0] + (1 - CNN_WEIGHT) * layout[:, 0]
-    hits = np.flatnonzero(is_near(cnn[:, 0], layout[:, 0]))
-    return [index.ids[j] for j in hits[np.argsort(-sims[hits], kind="stable")]]
+    found: list[tuple[str, float]] = []
+    budget = UPLOAD_LAYOUTS
+    for start in range(0, len(others), SCAN_CHUNK):
+        part = others[start : start + SCAN_CHUNK]
+        index, made = cached_vectors(sessions, blobs, recognizer.backbones, part, budget)
+        budget -= made
+        if not index.ids:
+            continue
+        cnn, layout = part_similarities(index.matrix, new.matrix[:1])
+        sims = CNN_WEIGHT * cnn[:, 0] + (1 - CNN_WEIGHT) * layout[:, 0]
+        found += [
+            (index.ids[j], float(sims[j])) for j in np.flatnonzero(is_near(cnn[:, 0], layout[:, 0]))
+        ]
+    found.sort(key=lambda hit: -hit[1])
+    return [i for i, _ in found]

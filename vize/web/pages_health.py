@@ -49,11 +49,19 @@ def health_page(task_id: str, request: Request, db: DB, caller: PageCaller) -> R
         **task_context(request, task, caller, "health"),
         "report": report,
         # The API lists every image ranked; the page only those the data says are wrong.
-        "suspects": [s for s in report["suspected_mislabels"] if s["suspicion"] >= SHOWN_SUSPICION],
+        "suspects": [s for s in report["suspected_mislabels"] if _shown(task.type, s)],
         "images": _images(db, ids),
         "trained": task.production_version >= 1,
     }
     return render(request, "tasks/health.html", context)
+
+
+def _shown(kind: str, suspect: dict) -> bool:
+    """Worth a look: the given label is unlikely and, for a single label, another label is
+    likelier (with few images per label many images are merely uncertain)."""
+    if suspect["suspicion"] < SHOWN_SUSPICION:
+        return False
+    return kind != "multi_class" or suspect["predicted"]["prob"] > 1 - suspect["suspicion"]
 
 
 @router.post("/tasks/{task_id}/health/recompute")
