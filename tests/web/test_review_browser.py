@@ -115,7 +115,13 @@ def test_review_fifty_with_the_keyboard(chromium: Any, live_server: str, screens
         TIMING.write_text(json.dumps({"reviews": REVIEWS, "seconds": round(seconds, 2)}))
         assert seconds < 120, seconds
 
+        # The evaluation shows the calibrated thresholds, with the export link.
+        page.goto(f"{live_server}/tasks/{task_id}/training?version=1")
+        assert page.locator("#thresholds tbody tr").count() == 2
+        assert page.locator("#thresholds a[download]").get_attribute("href").endswith("/export/")
+
         # Retrain now (R): the training page shows the new version training.
+        page.goto(f"{live_server}/tasks/{task_id}/review")
         page.keyboard.press("r")
         page.wait_for_url(re.compile(r"/training$"))
         assert api.get(f"/v2/task/{task_id}/training/").json()["model_version"] == 2

@@ -420,7 +420,8 @@ def evaluate(
     # Out-of-fold probabilities, rows in ``ids`` order: data-health insights read them.
     probs_json = None if cv_probs is None else cv_probs.round(6).tolist()
     result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": probs_json}
-    result["cv_logits"] = cv_logits  # an array, for the unknown calibration (not stored)
+    # The out-of-fold logits too (same rows), for the unknown calibration (vize.ml.openset).
+    result["cv_logits"] = None if cv_logits is None else cv_logits.tolist()
     return result
 
 

@@ -20,7 +20,8 @@ from vize.storage import BlobStore
 
 OFF, AUTO = "off", "auto"
 UNKNOWN_NAME = "unknown"
-CACHE_SIZE = 200
+# A calibration holds up to 200 float32 reference embeddings per label (~1 MB per label).
+CACHE_SIZE = 64
 INVALID = "'{field}' must be 'off', 'auto' or a probability between 0 and 1."
 
 # The calibration is immutable per model, like its head: cached by model id.
