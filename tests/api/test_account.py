@@ -21,8 +21,11 @@ def test_account_fields(client: AppClient, alice: dict) -> None:
     me = r.json()
     assert set(me) == {"id", "username", "email", "notify_email", "created"}
     assert (me["id"], me["username"], me["email"], me["notify_email"]) == (
-        alice["id"], "alice", "alice@example.com", True,
-    )  # fmt: skip
+        alice["id"],
+        "alice",
+        "alice@example.com",
+        False,
+    )  # fmt: skip  (notification mails are opt-in)
     assert "token" not in r.text and "password" not in r.text
 
 

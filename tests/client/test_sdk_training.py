@@ -49,7 +49,9 @@ def test_train_wait_progress_models_and_deploy(vize: VizeClient, tmp_path: Path)
     assert status.state == "succeeded" and vize.job(status.id).state == "succeeded"
 
     second = vize.train(task.id, poll_interval=0.05)
-    assert second.version == 2 and vize.tasks.get(task).production_version == 2
+    # The default deploy policy (if_better): v2, on the same images, is no better than v1.
+    assert second.version == 2 and vize.tasks.get(task).production_version == 1
+    assert vize.models.deploy(task, 2).production_version == 2
     assert [m.version for m in vize.models.iter(task)] == [2, 1]
     assert vize.models.get(second.id).version == 2
     first = vize.models.version(task, 1)

@@ -125,8 +125,8 @@ def test_bad_image_files(client: AppClient, alice: dict, settings: Settings) -> 
         r = client.post("/v2/training-image/", headers=h, json={"records": [record]})
         assert r.status_code == 200
         got = r.json()["records"][0]["_status"]
-        if name == "empty":  # an empty _base64 is a missing image
-            assert (got["code"], got["error"]) == (400, "required")
+        if name == "empty":  # an empty _base64 is an empty image, said as such
+            assert (got["code"], got["error"]) == (400, "empty_image")
         else:
             assert (got["code"], got["error"]) == (status, code), (name, got)
     assert count_images(settings) == 0 and stored_files(settings) == []

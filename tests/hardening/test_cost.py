@@ -170,13 +170,16 @@ def test_a_request_of_large_scans_is_costly_and_one_of_photos_is_not(trained: An
     batch of ordinary images is not, so one user alone still uses every core."""
     from vize.db.tables import User
     from vize.services.classify import parse_v2
+    from vize.services.workspaces import resolve_user
 
     client, alice, task_id = trained
     classifier = client.transport.app.state.vize.services.classifier  # type: ignore[attr-defined]
 
     def admitted(data: bytes, n: int) -> Any:
         fields = {"task_id": task_id, "records": [{"_base64": base64.b64encode(data).decode()}] * n}
-        return classifier.admit(lambda db: db.get(User, alice["id"]), fields, parse_v2)
+        return classifier.admit(
+            lambda db: resolve_user(db, db.get(User, alice["id"]), None), fields, parse_v2
+        )
 
     photo = encoded(Image.new("RGB", (640, 480), (10, 200, 30)), "JPEG")
     assert not admitted(photo, 10).costly

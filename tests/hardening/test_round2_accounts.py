@@ -23,6 +23,7 @@ from tests.jobs.test_notifications import smtp as smtp  # the aiosmtpd fixture
 from tests.web.helpers import form_csrf, log_in, post_form, sign_up
 from vize.api.deps import SESSION_COOKIE
 from vize.config import Settings
+from vize.db.tables import User
 from vize.services import users as users_service
 from vize.services.invites import SignupMode, make_invite
 from vize.services.notify import Notifier
@@ -209,6 +210,8 @@ def test_mail_goes_only_to_a_confirmed_address(
     state = client.transport.app.state.vize  # type: ignore[attr-defined]
     notifier = Notifier(smtp_settings, state.sessions)
     jane = _user_id(state, "jane")
+    with state.sessions.begin() as db:  # notifications are off by default: jane wants them
+        db.get(User, jane).notify_email = True
     # Unconfirmed: a training notification is not sent to the stranger.
     _notify(notifier, state, jane)
     time.sleep(0.3)
