@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     embed_on_upload: bool = Field(
         True, description="Embed new images in the background so training starts warm."
     )
+    embed_backlog: int = Field(
+        256,
+        description="Uploaded images waiting for background embedding beyond which uploads "
+        "get 429 with Retry-After (0 = no limit).",
+    )
     train_threads: int = Field(
         2, description="Images a `vize worker` embeds in parallel (about its cores)."
     )

@@ -64,7 +64,8 @@ class Services:
     classifier: Classifier
     runner: JobRunner
     jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
-    after_upload: Callable[[str], None]  # called with the owner's id after new images
+    after_upload: Callable[[str, int], None]  # the owner's id and count after new images
+    admit_upload: Callable[[], None]  # 429 while the embedding backlog is full
     fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
     metrics: Metrics  # this process's /metrics
     sweeper: OrphanSweeper | None  # the background orphan sweep (VIZE_ORPHAN_SWEEP)

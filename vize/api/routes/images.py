@@ -172,6 +172,7 @@ def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
 async def upload(
     request: Request, response: Response, state: State, user: CurrentUser, fields: Fields
 ) -> dict[str, Any]:
+    state.services.admit_upload()  # before any decoding: 429 while embedding is behind
     if "records" in fields:
         return await _upload_batch(request, response, state, user, fields)
     upload_file = fields.get("img_path") or fields.get("file")
@@ -215,7 +216,7 @@ def _store_one(
         response.status_code = 200
         return _duplicate_body(out)
     out["near_duplicate_of"] = upload_duplicates(state, user.id, up.image.id)
-    state.services.after_upload(user.id)
+    state.services.after_upload(user.id, 1)
     return out
 
 
@@ -229,7 +230,7 @@ async def _upload_batch(
     ]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
-        state.services.after_upload(user.id)
+        state.services.after_upload(user.id, len(created))
     response.status_code = 200
     return batch.envelope(results)
 
