@@ -45,7 +45,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str, str]:
+def start_server(
+    data_dir: Path, env_extra: dict[str, str], python: str = sys.executable
+) -> tuple[subprocess.Popen, str, str]:
+    """`vize serve` of ``python``'s installation (another checkout's venv runs its code)."""
     port = free_port()
     env = {
         **os.environ,
@@ -57,7 +60,7 @@ def start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.
     log = data_dir / "server.log"
     # Output goes to a file: an unread pipe would fill up and stall the server.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vize.cli", "serve"],
+        [python, "-m", "vize.cli", "serve"],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,

@@ -2,11 +2,12 @@
 
 Starts `vize serve` (defaults: embedding on upload, embedded worker) on a temp data dir, trains
 one small task, then measures `/v2/classify` (``--classifiers`` clients, one 512-px JPEG per
-request, back to back) for ``--seconds``: first alone (idle), then while ``--uploaders``
+request, back to back) in ``--rounds`` pairs of phases of ``--seconds``: alone (idle), then
+while ``--uploaders``
 clients upload small distinct images (CIFAR 32-px PNGs with one random pixel changed, so
 none is a duplicate) at ``--upload-rate`` images/s in all. Uploaders honour 429 +
-Retry-After (they wait what the server says). Reports classify p50/p99 and requests/s for both
-phases, their ratios, and what the uploaders got (201s, 429s).
+Retry-After (they wait what the server says). Reports classify p50/p99 and requests/s of
+every phase, the medians' ratios, and what the uploaders got (201s, 429s).
 
 Usage:  .venv/bin/python bench/load_bench.py --dataset DIR [--seconds 15]
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +106,7 @@ def uploaders(
                     timeout=60,
                 )
                 with lock:
-                    key = str(r.status_code) if str(r.status_code) in counts else "other"
-                    counts[key] += 1
+                    counts[str(r.status_code)] = counts.get(str(r.status_code), 0) + 1
                 if r.status_code == 429:
                     pause = float(r.headers.get("Retry-After", "1"))
                     waited[0] += pause
@@ -124,7 +125,7 @@ def uploaders(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"VIZE_MIN_IMAGES_PER_LABEL": "5", "VIZE_PRECISION": args.precision}
-        proc, url, token = start_server(Path(tmp), env)
+        proc, url, token = start_server(Path(tmp), env, args.python)
         try:
             api = Api(url, token)
             train_files, _ = split(args.dataset, 5, 0)
@@ -139,33 +140,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             ).encode()
             classify_clients(url, token, body, args.classifiers, 2)  # warm-up
-            idle = classify_clients(url, token, body, args.classifiers, args.seconds)
-            stop = threading.Event()
-            up = uploaders(
-                url,
-                token,
-                next(iter(labels.values())),
-                pool,
-                args.uploaders,
-                args.upload_rate,
-                stop,
-            )
-            time.sleep(1)  # the uploads get going
-            t0 = time.monotonic()
-            loaded = classify_clients(url, token, body, args.classifiers, args.seconds)
-            elapsed = time.monotonic() - t0
-            stop.set()
-            for t in up["threads"]:
-                t.join()
+            label_id = next(iter(labels.values()))
+            idle, loaded, counts, waited, upload_s = [], [], Counter[str](), 0.0, 0.0
+            # Phases alternate, so the shared machine's noise weighs on both alike.
+            for _ in range(args.rounds):
+                idle.append(classify_clients(url, token, body, args.classifiers, args.seconds))
+                stop = threading.Event()
+                up = uploaders(url, token, label_id, pool, args.uploaders, args.upload_rate, stop)
+                time.sleep(1)  # the uploads get going
+                t0 = time.monotonic()
+                loaded.append(classify_clients(url, token, body, args.classifiers, args.seconds))
+                stop.set()
+                for t in up["threads"]:
+                    t.join()
+                upload_s += time.monotonic() - t0 + 1
+                counts.update(up["counts"])
+                waited += up["waited"][0]
+
+            def med(rows: list[dict[str, float]], key: str) -> float:
+                return round(statistics.median(r[key] for r in rows), 1)
+
             return {
                 "precision": args.precision,
-                "idle": idle,
-                "under_uploads": loaded,
-                "p99_ratio": round(loaded["p99_ms"] / idle["p99_ms"], 2),
-                "throughput_ratio": round(loaded["req_s"] / idle["req_s"], 2),
-                "uploads": up["counts"],
-                "uploads_accepted_per_s": round(up["counts"]["201"] / (elapsed + 1), 1),
-                "uploader_seconds_waited_on_429": round(up["waited"][0], 1),
+                "idle_rounds": idle,
+                "under_uploads_rounds": loaded,
+                "idle_p99_ms": med(idle, "p99_ms"),
+                "under_uploads_p99_ms": med(loaded, "p99_ms"),
+                "idle_req_s": med(idle, "req_s"),
+                "under_uploads_req_s": med(loaded, "req_s"),
+                "p99_ratio": round(med(loaded, "p99_ms") / med(idle, "p99_ms"), 2),
+                "throughput_ratio": round(med(loaded, "req_s") / med(idle, "req_s"), 2),
+                "uploads": dict(counts),
+                "uploads_accepted_per_s": round(counts["201"] / upload_s, 1),
+                "uploader_seconds_waited_on_429": round(waited, 1),
             }
         finally:
             proc.terminate()
@@ -175,11 +182,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", type=Path, required=True, help=DATASET_HELP)
-    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--seconds", type=float, default=8, help="per phase")
+    p.add_argument("--rounds", type=int, default=3, help="idle/loaded phase pairs")
     p.add_argument("--classifiers", type=int, default=4)
     p.add_argument("--uploaders", type=int, default=4)
     p.add_argument("--upload-rate", type=float, default=100, help="images/s, all uploaders")
     p.add_argument("--precision", default="int8", choices=("int8", "fp32"))
+    p.add_argument(
+        "--python", default=sys.executable, help="the server's interpreter (another checkout)"
+    )
     print(json.dumps(run(p.parse_args()), indent=2))
 
 
