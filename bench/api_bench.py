@@ -398,7 +398,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--precision", default="int8", choices=("int8", "fp32"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     p.add_argument("--serving-only", action="store_true", help="skip the accuracy runs")
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds (median reported)")
     p.add_argument(

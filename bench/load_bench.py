@@ -187,7 +187,7 @@ def main() -> None:
     p.add_argument("--classifiers", type=int, default=4)
     p.add_argument("--uploaders", type=int, default=4)
     p.add_argument("--upload-rate", type=float, default=100, help="images/s, all uploaders")
-    p.add_argument("--precision", default="int8", choices=("int8", "fp32"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     p.add_argument(
         "--python", default=sys.executable, help="the server's interpreter (another checkout)"
     )
