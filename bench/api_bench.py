@@ -45,7 +45,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str, str]:
+def start_server(
+    data_dir: Path, env_extra: dict[str, str], python: str = sys.executable
+) -> tuple[subprocess.Popen, str, str]:
+    """`vize serve` of ``python``'s installation (another checkout's venv runs its code)."""
     port = free_port()
     env = {
         **os.environ,
@@ -57,7 +60,7 @@ def start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.
     log = data_dir / "server.log"
     # Output goes to a file: an unread pipe would fill up and stall the server.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vize.cli", "serve"],
+        [python, "-m", "vize.cli", "serve"],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -395,7 +398,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--backbone", default="efficientnet_lite0")
-    p.add_argument("--precision", default="int8", choices=("int8", "fp32"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
     p.add_argument("--serving-only", action="store_true", help="skip the accuracy runs")
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds (median reported)")
     p.add_argument(

@@ -18,7 +18,9 @@ and scored on the test split. The view variants live here, not in ``vize/``:
 activations, MinMax calibration on real images of the suite's *train* splits (never test).
 ``--redraws N`` instead scores the single views (whole, crop, mean) over N fresh draws of
 k per label from the pooled train+test images, to show how much the draw itself moves a figure.
-``--precisions`` picks fp32 and/or int8 (``--int8`` = both). Embeddings are cached per
+``--precisions`` picks fp32 and/or int8 (``--int8`` = both), or ``vize-int8``: the int8
+model the service itself builds and serves (``vize.ml.quantize``: 7-bit weights, calibration
+on generated images, nothing from the suite). Embeddings are cached per
 domain/backbone/precision in ``--cache`` (npz), so re-runs only re-train heads. Accuracy
 only: the rough timings printed are not benchmark figures.
 """
@@ -36,7 +38,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from vize.ml.backbones import BackboneConfig, get_backbone_config
+from vize.ml.backbones import BackboneConfig, feature_name, get_backbone_config
 from vize.ml.embedder import Embedder
 from vize.ml.predictor import normalise_features
 from vize.ml.preprocess import decode_image, hflip, preprocess
@@ -90,6 +92,8 @@ class Backbones:
     def embed(self, name: str, precision: str, x: np.ndarray) -> np.ndarray:
         if precision == "fp32":
             return self.embedder.embed(name, x)
+        if precision == "vize-int8":  # the int8 model the service builds and serves
+            return self.embedder.embed(feature_name(name, "int8"), x)
         sess = self.int8[name]
         parts = [sess.run(["embedding"], {"input": x[i : i + 32]})[0] for i in range(0, len(x), 32)]
         return np.concatenate(parts)
@@ -253,7 +257,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     ap.add_argument("--int8", action="store_true", help="also static int8 backbones")
-    ap.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), help="instead of --int8")
+    ap.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=("fp32", "int8", "vize-int8"),
+        help="instead of --int8; vize-int8: the service's own int8 model (generated calibration)",
+    )
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument(
         "--redraws", type=int, default=0, help="instead: whole/crop/mean over N fresh draws"

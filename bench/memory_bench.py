@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_bench import DATASET_HELP, Api, start_server, train_and_wait
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def run(n_tasks: int, dataset: Path) -> dict[str, float]:
@@ -60,6 +60,7 @@ def run(n_tasks: int, dataset: Path) -> dict[str, float]:
             out[f"rss_{n_tasks}_tasks_mb"] = round(rss_mb(proc.pid), 1)
             api.post("/v2/classify", json={"task_id": tasks[-1], "records": rec})
             out["rss_one_more_task_mb"] = round(rss_mb(proc.pid), 1)
+            out["peak_rss_mb"] = round(rss_mb(proc.pid, "VmHWM"), 1)
             artifact = Path(tmp) / "blobs" / "models" / tasks[-1]
             out["head_artifact_kb"] = round(
                 sum(p.stat().st_size for p in artifact.glob("*.npz")) / 1024, 1

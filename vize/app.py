@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy.orm import Session, sessionmaker
 
 from vize import __version__, web
 from vize.api.deps import AppState, Services, authenticate_scope, note_workspace
@@ -33,10 +34,12 @@ from vize.config import Settings
 from vize.db.engine import make_engine, make_sessionmaker
 from vize.db.migrate import upgrade
 from vize.errors import install_error_handlers
+from vize.jobs.runners import JobRunner
 from vize.jobs.setup import build_context, make_runner, queue_embedding
 from vize.observability.http import install_operations
 from vize.observability.lifecycle import start_operations
 from vize.observability.metrics import Metrics
+from vize.services.backlog import EmbedBacklog
 from vize.services.classify import Classifier
 from vize.services.fetch import UrlFetcher
 from vize.services.limits import Counter, Limiter
@@ -177,9 +180,15 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
         runner=runner,
         jobs=jobs,
         after_upload=(
-            partial(queue_embedding, state.sessions, runner)
+            partial(_after_upload, recognizer.backlog, state.sessions, runner)
             if settings.embed_on_upload
             else _nothing
+        ),
+        # Only a process that embeds its uploads itself can tell its backlog.
+        admit_upload=(
+            recognizer.backlog.admit
+            if settings.embed_on_upload and not settings.broker_url
+            else _admit_all
         ),
         fetcher=fetcher,
         metrics=metrics,
@@ -189,8 +198,23 @@ def build_services(state: AppState, stack: ExitStack) -> Services:
     )
 
 
-def _nothing(caller: Caller) -> None:
+def _nothing(caller: Caller, images: int) -> None:
     return None
+
+
+def _admit_all() -> None:
+    return None
+
+
+def _after_upload(
+    backlog: EmbedBacklog,
+    sessions: sessionmaker[Session],
+    runner: JobRunner,
+    caller: Caller,
+    images: int,
+) -> None:
+    backlog.added(caller.workspace_id, images)  # embed jobs run per workspace
+    queue_embedding(sessions, runner, caller)
 
 
 def _warm_up(recognizer: Recognizer) -> None:

@@ -1,6 +1,6 @@
 """A model is served with the backbone, precision and view it was trained with: one trained
-before int8 became the default (fp32, head format 1 without a view) classifies the same after
-the upgrade, and new trainings record int8."""
+before this change (fp32, head format 1 without a view) classifies the same after the upgrade
+and after ``VIZE_PRECISION=int8``, and new trainings then record int8."""
 
 from __future__ import annotations
 
@@ -52,12 +52,12 @@ def _as_format_1(head: Head) -> bytes:
     return buf.getvalue()
 
 
-def test_an_fp32_model_classifies_the_same_after_int8_becomes_the_default(
+def test_an_fp32_model_classifies_the_same_after_a_switch_to_int8(
     settings: Settings, alice: dict
 ) -> None:
     h = alice["headers"]
-    before = settings.model_copy(update={"precision": "fp32"})
-    with app_client(create_app(before)) as client:
+    assert settings.precision == "fp32"  # the default
+    with app_client(create_app(settings)) as client:
         task_id = task_with_images(client, h)["task"]["id"]
         assert client.post(f"/v2/task/{task_id}/train/", headers=h).status_code == 202
         assert wait_training(client, h, task_id)["state"] == "succeeded"
@@ -70,8 +70,8 @@ def test_an_fp32_model_classifies_the_same_after_int8_becomes_the_default(
     assert head.backbones == ("efficientnet_lite0",) and head.view == "whole"
     path.write_bytes(_as_format_1(head))
 
-    assert settings.precision == "int8"  # the default
-    with app_client(create_app(settings)) as client:
+    int8 = settings.model_copy(update={"precision": "int8"})
+    with app_client(create_app(int8)) as client:
         again = _classify(client, h, task_id, 1)
         np.testing.assert_allclose(_probs(again), _probs(old), atol=1e-5)
         np.testing.assert_allclose(

@@ -3,6 +3,7 @@ and the ``embed`` job that fills it for new uploads so a training starts warm.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,6 +141,8 @@ def _store_vectors(sessions: Any, new: dict[tuple[str, str, str], np.ndarray]) -
 def embed_new(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     """The ``embed`` job: embed the workspace's images that have no cached vector yet."""
     first = ctx.recognizer.backbones[0]
+    backlog = ctx.recognizer.backlog
+    share, started = backlog.started(job.workspace_id), time.perf_counter()  # before the query
     with ctx.sessions() as db:
         cached = select(Embedding.image_id).where(
             Embedding.backbone == first, Embedding.view == "orig"
@@ -150,5 +153,10 @@ def embed_new(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
             .order_by(Image.created)
         ).all()
     images = [(image_id, key) for image_id, key in rows]
-    ensure_embeddings(ctx.sessions, ctx.blobs, ctx.recognizer, images, ctx.views, progress=progress)
+    try:
+        ensure_embeddings(
+            ctx.sessions, ctx.blobs, ctx.recognizer, images, ctx.views, progress=progress
+        )
+    finally:  # done or failed, these uploads leave the backlog (a retry finds them again)
+        backlog.finished(job.workspace_id, share, len(images), time.perf_counter() - started)
     return f"Embedded {len(images)} images."

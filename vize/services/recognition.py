@@ -33,6 +33,7 @@ from vize.ml.batcher import ForwardBatcher, Lane
 from vize.ml.embedder import Embedder
 from vize.ml.predictor import Head, predict_proba
 from vize.ml.preprocess import decode_image, hflip, preprocess
+from vize.services.backlog import EmbedBacklog
 from vize.services.budget import MemoryBudget
 from vize.services.fairpool import FairPool
 from vize.storage import BlobStore
@@ -68,6 +69,9 @@ class Recognizer:
         # Decoding runs in this pool, shared fairly between users (one cannot hold every
         # worker), serving before background embedding; it reserves memory from one budget.
         self.pool = FairPool(cores, name="vize-infer")
+        # Images uploaded here that background embedding has not reached yet (the server
+        # admits uploads against it; see vize.services.backlog).
+        self.backlog = EmbedBacklog(settings.embed_backlog)
         self.budget = MemoryBudget(settings.max_decode_bytes)
         self._heads: OrderedDict[str, Head] = OrderedDict()
         self._heads_lock = threading.Lock()

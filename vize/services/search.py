@@ -113,7 +113,7 @@ def admit(
     fields: dict[str, Any],
     budget: FetchBudget,
     limiter: Limiter | None = None,
-    on_pending: Callable[[Caller], None] | None = None,
+    on_pending: Callable[[Caller, int], None] | None = None,
 ) -> Admitted:
     """Check the request, charge it, embed what it may, fetch its URLs. ``on_pending``
     (the caller) queues the background embedding of the images left out."""
@@ -144,7 +144,7 @@ def admit(
         with sessions.begin() as db:
             usage_service.record_classifications(db, caller, len(done.image_ids))
     if left_out and on_pending is not None:
-        on_pending(caller)
+        on_pending(caller, len(left_out))
     index_rows = [r for r in rows if r[0] not in left_out]
     known = sim.load_vectors(sessions, blobs, recognizer, id_rows, caller.actor, ASK)
     data = record_data(settings, [r if not _is_id(r) else {} for r in records], budget)

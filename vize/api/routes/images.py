@@ -199,6 +199,7 @@ def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
 async def upload(
     request: Request, response: Response, state: State, caller: CurrentCaller, fields: Fields
 ) -> dict[str, Any]:
+    state.services.admit_upload()  # before any decoding: 429 while embedding is behind
     if "records" in fields:
         return await _upload_batch(request, response, state, caller, fields)
     upload_file = fields.get("img_path") or fields.get("file")
@@ -242,7 +243,7 @@ def _store_one(
         response.status_code = 200
         return _duplicate_body(out)
     out["near_duplicate_of"] = upload_duplicates(state, caller.workspace_id, up.image.id)
-    state.services.after_upload(caller)
+    state.services.after_upload(caller, 1)
     return out
 
 
@@ -256,7 +257,7 @@ async def _upload_batch(
     ]
     created = [r["id"] for r in results if r.get("_status", {}).get("code") == 201]
     if created:
-        state.services.after_upload(caller)
+        state.services.after_upload(caller, len(created))
     response.status_code = 200
     return batch.envelope(results)
 

@@ -1,0 +1,73 @@
+"""Admission of uploads at the rate this process can embed them.
+
+Each new image queues background embedding (``VIZE_EMBED_ON_UPLOAD``). Embedding yields to
+classification (``FairPool`` priorities, ``ForwardBatcher`` lanes), so under load a burst of
+uploads would grow an ever longer backlog of images waiting for a forward. ``EmbedBacklog``
+counts, per workspace, the images uploaded to this process that its embed jobs have not reached
+yet; beyond ``limit`` in all, an upload is refused with 429 ``embedding_backlog`` and a
+``Retry-After`` of the time the backlog takes to drain at the rate embed jobs actually ran
+(measured, so it is the rate the machine can embed *while* serving).
+
+The count corrects itself: an embed job takes the workspace's count when it starts and subtracts
+it when it ends, whatever it found (images deleted meanwhile, or embedded by a training,
+are gone from the count too). Only a process that runs the embed jobs itself (the embedded
+worker) has one; with Celery workers the broker's queue is the backlog.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+
+from vize.errors import TooManyRequests
+
+# Until an embed job has run: a conservative guess of images embedded per second.
+DEFAULT_RATE = 20.0
+MAX_RETRY_SECONDS = 60
+
+
+class EmbedBacklog:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._pending: Counter[str] = Counter()
+        self._rate = DEFAULT_RATE  # images/s, moving average over embed jobs
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._pending.values())
+
+    def admit(self) -> None:
+        """Raise 429 with ``Retry-After`` while the backlog is full (``limit`` 0: never)."""
+        if self.limit <= 0:
+            return
+        with self._lock:
+            total, rate = sum(self._pending.values()), self._rate
+        if total >= self.limit:
+            retry = min(MAX_RETRY_SECONDS, max(1, math.ceil((total - self.limit + 1) / rate)))
+            raise TooManyRequests(
+                f"{total} uploaded images are waiting to be processed; retry in {retry} s.",
+                code="embedding_backlog",
+                headers={"Retry-After": str(retry)},
+            )
+
+    def added(self, workspace_id: str, images: int = 1) -> None:
+        with self._lock:
+            self._pending[workspace_id] += images
+
+    def started(self, workspace_id: str) -> int:
+        """An embed job of ``workspace_id`` starts (before it looks for images): its share."""
+        with self._lock:
+            return self._pending[workspace_id]
+
+    def finished(self, workspace_id: str, share: int, embedded: int, seconds: float) -> None:
+        """The job that took ``share`` ended, having embedded ``embedded`` images."""
+        with self._lock:
+            left = self._pending[workspace_id] - share
+            if left > 0:
+                self._pending[workspace_id] = left
+            else:
+                del self._pending[workspace_id]
+            if embedded >= 8 and seconds > 0:  # a few images say little about the rate
+                self._rate = 0.5 * self._rate + 0.5 * (embedded / seconds)
