@@ -8,6 +8,7 @@ and classify; removing a member ends their access on their next request."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.api.helpers import assert_error, create_label, create_task, upload, u
 from tests.api.test_isolation import _by_id_requests
 from tests.helpers import png_bytes
 from tests.inprocess import AppClient
+from vize.db.tables import Prediction
 from vize.services.workspaces import default_workspace
 
 SAFE = ("GET", "HEAD")
@@ -60,7 +62,15 @@ def team(client: AppClient, alice: dict) -> dict[str, Any]:
     ).json()
     image = upload(client, h, png_bytes(21), labels=label["id"], workspace=ws)
     assert image.status_code == 201, image.text
-    return {"ws": ws, "task": task, "label": label, "image": image.json()}
+    # A classified image kept for review, as the classifier writes it (no trained model here).
+    prediction = Prediction(
+        id=str(uuid.uuid4()), owner_id=alice["id"], workspace_id=ws, task_id=task["id"],
+        model_version=1, sha256="1" * 64, blob_key="", thumb_key="", label_id=label["id"],
+        prob=0.9, uncertainty=0.1, labels={label["id"]: 0.9},
+    )  # fmt: skip
+    with client.transport.app.state.vize.sessions.begin() as db:  # type: ignore[attr-defined]
+        db.add(prediction)
+    return {"ws": ws, "task": task, "label": label, "image": image.json(), "pred": prediction.id}
 
 
 def _list_requests(w: dict[str, Any]) -> list[tuple[str, str, dict]]:
@@ -83,6 +93,11 @@ def _list_requests(w: dict[str, Any]) -> list[tuple[str, str, dict]]:
         ("POST", "/v2/training-image/", {"data": {}, "files": {"img_path": FILE}}),
         ("POST", "/v2/training-image/update/", {"json": {"images": [im], "mark_test": True}}),
         ("GET", "/account/v2/user/", {}),
+        ("GET", f"/v2/task/{t}/predictions/?order=uncertain&status=pending", {}),
+        ("GET", f"/v2/prediction/{w['pred']}/", {}),
+        ("GET", f"/v2/prediction/{w['pred']}/thumb/", {}),
+        ("POST", f"/v2/prediction/{w['pred']}/accept/", {"json": {}}),
+        ("DELETE", f"/v2/prediction/{w['pred']}/", {}),
     ]  # fmt: skip
 
 
