@@ -102,6 +102,9 @@ def test_replicas_and_worker_kill(cluster_env: dict[str, str], tmp_path: Path) -
         cb = httpx.Client(base_url=url_b, headers=headers, timeout=60)
         clients += [ca, cb]
         task_id, labels = _setup(ca, per_label=40)
+        # Every version goes to production (the default, if_better, might keep v1), so both
+        # replicas must switch to v2 below.
+        assert ca.patch(f"/v2/task/{task_id}/", json={"deploy_policy": "always"}).status_code == 200
         assert ca.post(f"/v2/task/{task_id}/train/").status_code == 202
         assert _wait(ca, task_id, ("succeeded", "failed"), 180)["state"] == "succeeded"
         img = base64.b64encode(image("frog", 90).read_bytes()).decode()
