@@ -309,8 +309,14 @@ def cross_val_accuracy(
     probs, k = cross_val_predictions(X, targets, labels, kind, params, dims, ids, augment)
     if probs is None:
         return None, 0
+    return _exact_match(probs, targets, kind, params), k
+
+
+def _exact_match(
+    probs: np.ndarray, targets: np.ndarray, kind: HeadKind, params: TrainParams
+) -> float:
     pred = _predict_labels(probs, kind, params.threshold)
-    return float((pred == targets.astype(bool)).all(axis=1).mean()), k
+    return float((pred == targets.astype(bool)).all(axis=1).mean())
 
 
 def stratified_folds(strata: Sequence[str], ids: Sequence[Any], k: int, seed: int) -> np.ndarray:
@@ -415,8 +421,7 @@ def evaluate(
     cv_probs, cv_acc = None, None
     if cv_logits is not None:
         cv_probs = softmax(cv_logits) if kind == "multi_class" else sigmoid(cv_logits)
-        cv_pred = _predict_labels(cv_probs, kind, params.threshold)
-        cv_acc = float((cv_pred == targets.astype(bool)).all(axis=1).mean())
+        cv_acc = _exact_match(cv_probs, targets, kind, params)
     # Out-of-fold probabilities, rows in ``ids`` order: data-health insights read them.
     probs_json = None if cv_probs is None else cv_probs.round(6).tolist()
     result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": probs_json}
