@@ -38,12 +38,10 @@ import numpy as np
 import onnxruntime as ort
 from fastapi.testclient import TestClient
 from PIL import Image
+from similar_bench import new_user  # a sibling script: run as `python bench/openset_bench.py`
 
 from vize.app import create_app
 from vize.config import Settings
-from vize.db.engine import make_engine, make_sessionmaker, session_scope
-from vize.db.migrate import upgrade
-from vize.services import users as users_service
 
 
 class Api:
@@ -61,19 +59,10 @@ class Api:
 
     def train(self, task_id: str) -> None:
         self.call("POST", f"/task/{task_id}/train/", ok=(202,))
-        while self.call("GET", f"/task/{task_id}/training/")["state"] not in ("succeeded",):
-            if self.call("GET", f"/task/{task_id}/training/")["state"] == "failed":
+        while (state := self.call("GET", f"/task/{task_id}/training/")["state"]) != "succeeded":
+            if state == "failed":
                 raise RuntimeError("training failed")
             time.sleep(0.5)
-
-
-def new_user(settings: Settings, name: str) -> str:
-    engine = make_engine(settings)
-    upgrade(engine)
-    with session_scope(make_sessionmaker(engine)) as db:
-        token = users_service.create_user(db, name, email=f"{name}@example.com").api_token
-    engine.dispose()
-    return token
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
