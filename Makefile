@@ -20,20 +20,22 @@ run: install
 	$(BIN)/vize migrate
 	$(BIN)/vize serve
 
-# The whole suite on SQLite, then again on PostgreSQL. The e2e and browser tests start their
-# own processes (the scale-out test always uses PostgreSQL) and ignore the setting, so the
-# second pass leaves them out.
+# The whole suite on SQLite, then on PostgreSQL the tests that reach the database (the hook
+# in tests/fixtures.py keeps those; the e2e and browser tests start their own processes, and
+# the scale-out test always uses PostgreSQL). Two pytest-xdist workers, one per core: much of
+# the suite waits on servers, jobs and browsers; a module's tests stay on one worker.
+XDIST := -n 2 --dist loadscope
 test: install
 	bash scripts/test-services.sh
-	$(BIN)/pytest -q
-	VIZE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not e2e and not browser"
+	$(BIN)/pytest -q $(XDIST)
+	VIZE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q $(XDIST) -m "not e2e and not browser"
 
 test-sqlite: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 test-postgres: install
 	bash scripts/test-services.sh
-	VIZE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q -m "not e2e and not browser"
+	VIZE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q $(XDIST) -m "not e2e and not browser"
 
 test-browser: install
 	bash scripts/test-services.sh

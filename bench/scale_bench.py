@@ -47,6 +47,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ HOSTS = {"r1": (11, 1), "r2": (12, 0), "w1": (21, 1), "w2": (22, 0), "up": (30, 
 SERVICE_CORE = 0  # the load generator and the shared services
 REDIS_PORT, S3_PORT, API_PORT, WORKER_METRICS_PORT = 6390, 5055, 8000, 9808
 CLK = os.sysconf("SC_CLK_TCK")
-USERS, PER_USER = 8, 40  # embedding phase: 8 embed jobs of 40 images each
+# Embedding phase: 16 embed jobs of 20 images each (an upload batch queues one job). Smaller
+# jobs than a round's share let the two workers finish together; with 8 jobs of 40, the
+# worker on the busier core (beside the client and the services) set the end alone.
+USERS, PER_USER = 16, 20
+POLL_SECONDS = 0.5  # the end of the window is read from the jobs' own finish times
 DATASET_HELP = "CIFAR-10-style folder <label>/<label>_NNN.png (BENCHMARKS.md: 10 x 100 cifar10-dev)"
 
 
@@ -538,6 +543,20 @@ def jobs_run(workers: list[str]) -> float:
     return total
 
 
+def last_finished(cluster: Cluster, owners: list[str]) -> float:
+    """When the last embed job of these users finished (epoch seconds, the workers' clock,
+    which is this machine's): the window ends there, not at the next poll."""
+    with cluster.db.connect() as conn:
+        last = conn.execute(
+            text(
+                "SELECT max(j.finished) FROM jobs j JOIN users u ON u.id = j.owner_id"
+                " WHERE j.kind = 'embed' AND u.username = ANY(:names)"
+            ),
+            {"names": owners},
+        ).scalar_one()
+    return float(last.replace(tzinfo=last.tzinfo or UTC).timestamp())
+
+
 def embedded_count(cluster: Cluster, owners: list[str]) -> tuple[int, int]:
     with cluster.db.connect() as conn:
         open_jobs = conn.execute(
@@ -583,10 +602,12 @@ def embed_phase(
         before = cluster.counters()
         with Window(cluster, procs) as w:
             release(cluster.redis, keys)
-            # Done when the workers' own /metrics count all 8 jobs: polling the database
-            # would add its queries to the per-image counts.
+            # Done when the workers' own /metrics count every job: polling the database
+            # would add its queries to the per-image counts. Polled slowly (each scrape costs
+            # the workers and this client CPU); the wall time comes from the jobs' rows.
             while jobs_run(list(procs)) < USERS:
-                time.sleep(0.1)
+                time.sleep(POLL_SECONDS)
+        w.wall = last_finished(cluster, names) - w.t0
         done, open_jobs = embedded_count(cluster, names)
         if done != images or open_jobs:
             raise RuntimeError(f"{done} of {images} embedded, {open_jobs} jobs open")
@@ -659,6 +680,72 @@ def storage_footprint(cluster: Cluster) -> dict[str, Any]:
     }
 
 
+# -- the machine's own ceiling ------------------------------------------------------------------
+CEILING_CODE = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from vize.ml.backbones import get_backbone_config
+from vize.ml.embedder import Embedder
+from vize.ml.preprocess import preprocess
+jpeg, seconds = Path(sys.argv[1]).read_bytes(), float(sys.argv[3])
+emb = Embedder(Path(sys.argv[2]), intra_op_threads=1)
+cfg = get_backbone_config("efficientnet_lite0")
+def batch():
+    emb.embed("efficientnet_lite0", np.stack([preprocess(jpeg, cfg) for _ in range(10)]))
+for _ in range(3):
+    batch()
+sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+n, t0 = 0, time.perf_counter()
+while time.perf_counter() - t0 < seconds:
+    batch(); n += 10
+print(n / (time.perf_counter() - t0))
+"""
+
+
+def forward_ceiling(cluster: Cluster, jpeg: Path, seconds: float) -> dict[str, float]:
+    """The same work as a classified image (decode + preprocess + Lite0 forward, batches of
+    10, one thread) in a bare process pinned to each core: alone on core 1, then one per core
+    at once. Their ratio is what this machine's two cores give for this work, the reference
+    of the replicas' ratio (two busy cores share caches and memory bandwidth)."""
+
+    def run(cores: list[int]) -> list[float]:
+        procs = [
+            subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    str(c),
+                    sys.executable,
+                    "-c",
+                    CEILING_CODE,
+                    str(jpeg),
+                    str(cluster.tmp / "onnx"),
+                    str(seconds),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for c in cores
+        ]
+        for proc in procs:  # all loaded and warm, then started together
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        return [float(proc.communicate()[0].strip()) for proc in procs]
+
+    alone = run([1])[0]
+    both = run([0, 1])
+    return {
+        "one_core_images_per_s": round(alone, 1),
+        "two_cores_images_per_s": round(sum(both), 1),
+        "ratio": round(sum(both) / alone, 3),
+    }
+
+
 def median_of(rounds: list[dict[str, Any]], *path: str) -> float:
     values = []
     for r in rounds:
@@ -703,6 +790,9 @@ def main() -> None:
             one_round: dict[str, Any] = {
                 "classify": classify_phase(cluster, replicas, token, body, args.seconds)
             }
+            jpeg = cluster.tmp / "classify.jpg"
+            jpeg.write_bytes(base64.b64decode(json.loads(body)["records"][0]["_base64"]))
+            one_round["ceiling"] = forward_ceiling(cluster, jpeg, args.seconds / 2)
             for n in (1, 2):
                 one_round[f"embed_{n}_worker"] = embed_phase(
                     cluster, up[1], up[0], args.dataset, n, f"r{r}n{n}"
@@ -729,6 +819,7 @@ def main() -> None:
         "embed_per_core_1": median_of(rounds, "embed_1_worker", "embed", "per_pinned_core_s"),
         "embed_per_core_2": median_of(rounds, "embed_2_worker", "embed", "per_pinned_core_s"),
         "upload_per_core": median_of(rounds, "embed_1_worker", "upload", "per_pinned_core_s"),
+        "ceiling_ratio": median_of(rounds, "ceiling", "ratio"),
     }
     text_out = json.dumps(results, indent=1)
     if args.out:

@@ -37,6 +37,7 @@ from vize.db.tables import Base
 
 PG_URL = os.environ.get("VIZE_TEST_DATABASE_URL", "")
 THREAD_GRACE_SECONDS = 10.0
+LONG_MARKERS = ("slow", "e2e", "browser")
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +77,15 @@ def _truncate(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's ONNX cache: each backbone converted once, by whichever test needs it."""
+    """The session's ONNX cache: each backbone converted once, by whichever test needs it.
+    Under pytest-xdist every worker is a session of its own; they share the folder above
+    their own temp roots (conversions write a temp file and rename it, so two workers
+    converting at once both end with a whole file)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = base.parent / "onnx"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("onnx")
 
 
@@ -130,6 +139,22 @@ def bob(client: AppClient, settings: Settings) -> dict[str, Any]:
 def alice_with_password(client: AppClient, settings: Settings) -> dict[str, Any]:
     """alice who can also log in to the web UI, with password ``alice-password``."""
     return token_user(settings, "alice", "alice-password")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long modules first; and the PostgreSQL pass (``VIZE_TEST_DATABASE_URL`` set) runs the
+    tests that reach the database through ``pg_database``: the others (models, preprocessing,
+    clients against their own servers...) would repeat exactly what the SQLite pass ran."""
+    # The long modules (real servers, browsers, fuzzing) first: with pytest-xdist the short
+    # ones then fill in around them instead of one worker finishing a long one alone.
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in LONG_MARKERS))
+    if not PG_URL:
+        return
+    keep = [item for item in items if "pg_database" in getattr(item, "fixturenames", ())]
+    dropped = [item for item in items if "pg_database" not in getattr(item, "fixturenames", ())]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

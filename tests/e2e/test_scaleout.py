@@ -40,7 +40,7 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     admin = create_engine(normalize_url(PG), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db_index = random.randint(1, 15)
+    db_index = random.randint(1, 14)  # 15 is tests/jobs/test_broker_mode.py's (xdist: at once)
     broker = f"{REDIS}/{db_index}"
     redis.Redis.from_url(broker).flushdb()
     yield {
@@ -154,8 +154,9 @@ def _worker_counted(url: str, embedded: tuple[int, int]) -> None:
     assert sample(text, "vize_worker_jobs_total", kind="train", outcome="succeeded") == 1
     assert sample(text, "vize_worker_jobs_running") == 0
     assert sample(text, "vize_worker_job_duration_seconds_count", kind="train") == 1
-    misses = sample(text, "vize_embedding_cache_lookups_total", result="miss")
-    assert misses is not None and embedded[0] <= misses <= embedded[1], text
+    # A label set with no lookups has no sample yet: that is a count of 0.
+    misses = sample(text, "vize_embedding_cache_lookups_total", result="miss") or 0
+    assert embedded[0] <= misses <= embedded[1], text
 
 
 def test_separate_hosts_share_only_database_broker_and_bucket(
@@ -226,7 +227,10 @@ def test_separate_hosts_share_only_database_broker_and_bucket(
         worker2_env, worker2_metrics = worker_host("worker-2")
         procs.append(vize(["worker"], worker2_env, log))
         assert _wait(cb, task_id, ("succeeded", "failed"), 240)["state"] == "succeeded"
-        _worker_counted(worker2_metrics, embedded=(1, len(frogs)))  # the rest: worker 1
+        # Worker 2 embeds what worker 1 left: none if worker 1 got through them before the
+        # SIGTERM reached it, or had even committed the model (a redelivery after success
+        # finds the version trained and does nothing).
+        _worker_counted(worker2_metrics, embedded=(0, len(frogs)))
         job = cb.get(f"/v2/job/{job_id}/").json()
         assert (job["state"], job["attempts"]) == ("succeeded", 1), job
         versions = [m["version"] for m in cb.get(f"/v2/model/?task={task_id}").json()["results"]]

@@ -3,8 +3,10 @@ and the ``embed`` job that fills it for new uploads so a training starts warm.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,11 @@ from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
 EMBED_BATCH = 8
+# Blob reads run ahead of the forwards in I/O threads: on object storage a read takes
+# milliseconds to tens of milliseconds, which a pool thread reading its own chunk spent idle
+# (bench/scale_bench.py: a worker used 0.76 of its core against moto's S3 server).
+FETCH_THREADS = 4
+FETCH_AHEAD = 4  # chunks read but not yet embedded, at most (bounds the bytes held)
 
 
 @dataclass
@@ -58,18 +65,19 @@ def ensure_embeddings(
     chunks = [missing[s : s + EMBED_BATCH] for s in range(0, len(missing), EMBED_BATCH)]
     # Chunks run in the recognizer's bounded pool: every core works on a training, and a
     # classification request waits for at most one chunk, not for the whole training.
+    prefetch = _Prefetch(blobs, [[(i, keys[i]) for i in c] for c in chunks])
     futures = [
         recognizer.pool.submit_for(
             key,
             priority,  # by default BACKGROUND: classification goes first
             _embed_chunk,
-            blobs,
+            prefetch,
+            index,
             recognizer,
-            [(i, keys[i]) for i in c],
             views,
             Lane(int(priority)),
         )
-        for c in chunks
+        for index in range(len(chunks))
     ]
     done = 0
     try:
@@ -84,6 +92,7 @@ def ensure_embeddings(
     finally:
         for future in futures:
             future.cancel()
+        prefetch.close()
     gone = [i for i in missing if any(i not in cache for cache in have.values())]
     if gone:
         dropped = set(gone)
@@ -96,19 +105,52 @@ def ensure_embeddings(
     return out
 
 
+class _Prefetch:
+    """Reads the chunks' blobs in a few I/O threads, in order and at most ``FETCH_AHEAD``
+    chunks ahead of the furthest one taken: the inference pool's threads get bytes that are
+    already here and spend their core on decoding and forwards."""
+
+    def __init__(self, blobs: BlobStore, chunks: list[list[tuple[str, str]]]) -> None:
+        self._blobs, self._chunks = blobs, chunks
+        self._reads: list[Future[list[tuple[str, bytes]]]] = []
+        self._io = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="vize-fetch")
+        self._lock = threading.Lock()
+        self._submit_until(FETCH_AHEAD)
+
+    def _submit_until(self, end: int) -> None:
+        with self._lock:
+            while len(self._reads) < min(end, len(self._chunks)):
+                chunk = self._chunks[len(self._reads)]
+                self._reads.append(self._io.submit(_read_chunk, self._blobs, chunk))
+
+    def take(self, index: int) -> list[tuple[str, bytes]]:
+        """Chunk ``index``'s (image id, bytes), without the images deleted meanwhile."""
+        self._submit_until(index + 1 + FETCH_AHEAD)
+        return self._reads[index].result()
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_chunk(blobs: BlobStore, chunk: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    out = []
+    for image_id, key in chunk:
+        try:
+            out.append((image_id, blobs.get(key)))
+        except KeyError:  # the image was deleted after the training collected it
+            continue
+    return out
+
+
 def _embed_chunk(
-    blobs: BlobStore,
+    prefetch: _Prefetch,
+    index: int,
     recognizer: Recognizer,
-    chunk: list[tuple[str, str]],
     views: tuple[str, ...],
     lane: Lane,
 ) -> dict[tuple[str, str, str], np.ndarray]:
     present, prepared = [], []
-    for image_id, key in chunk:
-        try:
-            data = blobs.get(key)
-        except KeyError:  # the image was deleted after the training collected it
-            continue
+    for image_id, data in prefetch.take(index):
         present.append(image_id)
         prepared.append(recognizer.prepare(data))
     out: dict[tuple[str, str, str], np.ndarray] = {}
