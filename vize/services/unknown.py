@@ -24,10 +24,6 @@ UNKNOWN_NAME = "unknown"
 CACHE_SIZE = 64
 INVALID = "'{field}' must be 'off', 'auto' or a probability between 0 and 1."
 
-# The calibration is immutable per model, like its head: cached by model id.
-_cache: OrderedDict[str, openset.Calibration | None] = OrderedDict()
-_lock = threading.Lock()
-
 
 def parse_setting(value: Any, field: str = "threshold") -> str | None:
     """A request's ``threshold`` (or the task's ``unknown``) in its stored form: "off",
@@ -47,17 +43,26 @@ def parse_setting(value: Any, field: str = "threshold") -> str | None:
     return repr(number)
 
 
-def calibration(model_id: str, artifact_key: str, blobs: BlobStore) -> openset.Calibration | None:
-    with _lock:
-        if model_id in _cache:
-            _cache.move_to_end(model_id)
-            return _cache[model_id]
-    found = openset.from_artifact(blobs.get(artifact_key))
-    with _lock:
-        _cache[model_id] = found
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return found
+class Calibrations:
+    """The calibrations of the models classified lately (one per app, held by its
+    classifier). A calibration is immutable per model, like its head: cached by model id."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._cache: OrderedDict[str, openset.Calibration | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str, artifact_key: str, blobs: BlobStore) -> openset.Calibration | None:
+        with self._lock:
+            if model_id in self._cache:
+                self._cache.move_to_end(model_id)
+                return self._cache[model_id]
+        found = openset.from_artifact(blobs.get(artifact_key))  # outside the lock: a read
+        with self._lock:
+            self._cache[model_id] = found
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return found
 
 
 def apply(
