@@ -533,11 +533,14 @@ def release(r: redis.Redis, keys: list[bytes]) -> None:
             pass
 
 
-def jobs_run(workers: list[str]) -> float:
+def jobs_run(scraper: httpx.Client, workers: list[str]) -> float:
+    """Embed jobs the workers' own /metrics count. One kept-alive client: ``httpx.get``
+    builds a TLS context per call (~40 ms of CPU), which showed as the load generator's cost
+    on the core the second worker shares."""
     total = 0.0
     for name in workers:
         url = f"http://{NET}.{HOSTS[name][0]}:{WORKER_METRICS_PORT}/metrics"
-        for line in httpx.get(url, timeout=10).text.splitlines():
+        for line in scraper.get(url, timeout=10).text.splitlines():
             if line.startswith('vize_worker_jobs_total{kind="embed"'):
                 total += float(line.rsplit(" ", 1)[1])
     return total
@@ -600,12 +603,12 @@ def embed_phase(
             while b" ready." not in log.read_bytes()[-20000:] and time.monotonic() < deadline:
                 time.sleep(0.1)
         before = cluster.counters()
-        with Window(cluster, procs) as w:
+        with httpx.Client() as scraper, Window(cluster, procs) as w:
             release(cluster.redis, keys)
             # Done when the workers' own /metrics count every job: polling the database
             # would add its queries to the per-image counts. Polled slowly (each scrape costs
             # the workers and this client CPU); the wall time comes from the jobs' rows.
-            while jobs_run(list(procs)) < USERS:
+            while jobs_run(scraper, list(procs)) < USERS:
                 time.sleep(POLL_SECONDS)
         w.wall = last_finished(cluster, names) - w.t0
         done, open_jobs = embedded_count(cluster, names)
