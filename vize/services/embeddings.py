@@ -106,13 +106,14 @@ def ensure_embeddings(
 
 
 class _Prefetch:
-    """Reads the chunks' blobs in a few I/O threads, in order and at most ``FETCH_AHEAD``
-    chunks ahead of the furthest one taken: the inference pool's threads get bytes that are
-    already here and spend their core on decoding and forwards."""
+    """Reads the chunks' blobs in a few I/O threads, one read per image (so a chunk's images
+    arrive together, not one after the other), in order and at most ``FETCH_AHEAD`` chunks
+    ahead of the furthest one taken: the inference pool's threads get bytes that are already
+    here and spend their core on decoding and forwards."""
 
     def __init__(self, blobs: BlobStore, chunks: list[list[tuple[str, str]]]) -> None:
         self._blobs, self._chunks = blobs, chunks
-        self._reads: list[Future[list[tuple[str, bytes]]]] = []
+        self._reads: list[list[tuple[str, Future[bytes | None]]]] = []
         self._io = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="vize-fetch")
         self._lock = threading.Lock()
         self._submit_until(FETCH_AHEAD)
@@ -121,25 +122,28 @@ class _Prefetch:
         with self._lock:
             while len(self._reads) < min(end, len(self._chunks)):
                 chunk = self._chunks[len(self._reads)]
-                self._reads.append(self._io.submit(_read_chunk, self._blobs, chunk))
+                self._reads.append(
+                    [
+                        (image_id, self._io.submit(_read, self._blobs, key))
+                        for image_id, key in chunk
+                    ]
+                )
 
     def take(self, index: int) -> list[tuple[str, bytes]]:
         """Chunk ``index``'s (image id, bytes), without the images deleted meanwhile."""
         self._submit_until(index + 1 + FETCH_AHEAD)
-        return self._reads[index].result()
+        got = [(image_id, read.result()) for image_id, read in self._reads[index]]
+        return [(image_id, data) for image_id, data in got if data is not None]
 
     def close(self) -> None:
         self._io.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_chunk(blobs: BlobStore, chunk: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
-    out = []
-    for image_id, key in chunk:
-        try:
-            out.append((image_id, blobs.get(key)))
-        except KeyError:  # the image was deleted after the training collected it
-            continue
-    return out
+def _read(blobs: BlobStore, key: str) -> bytes | None:
+    try:
+        return blobs.get(key)
+    except KeyError:  # the image was deleted after the training collected it
+        return None
 
 
 def _embed_chunk(
