@@ -150,11 +150,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in LONG_MARKERS))
     if not PG_URL:
         return
-    keep = [item for item in items if "pg_database" in getattr(item, "fixturenames", ())]
-    dropped = [item for item in items if "pg_database" not in getattr(item, "fixturenames", ())]
+    keep = [item for item in items if _reaches_postgres(item)]
+    dropped = [item for item in items if not _reaches_postgres(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def _reaches_postgres(item: pytest.Item) -> bool:
+    """Through the scratch database, or a test that opens PostgreSQL itself (marked
+    ``postgres``: tests/test_migrations.py's PostgreSQL case, on the pass's server)."""
+    return "pg_database" in getattr(item, "fixturenames", ()) or bool(
+        item.get_closest_marker("postgres")
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -48,15 +48,17 @@ def test_missing_weights_package_says_what_to_install():
         weights_path(cfg)
 
 
-def test_conversion_is_cached(embedder, onnx_dir: Path):
-    bb = embedder.backbone("efficientnet_lite0")
-    assert bb.onnx_path.parent == onnx_dir
+def test_conversion_is_cached(tmp_path: Path):
+    # A folder of its own: the session's ONNX folder is shared by the xdist workers, where
+    # another worker may be converting (temp files, a rename) while this test looks.
+    bb = create_backbone("efficientnet_lite0", tmp_path)
+    assert bb.onnx_path.parent == tmp_path
     assert f"v{ONNX_FORMAT_VERSION}" in bb.onnx_path.name
     mtime = bb.onnx_path.stat().st_mtime_ns
-    again = create_backbone("efficientnet_lite0", onnx_dir)
+    again = create_backbone("efficientnet_lite0", tmp_path)
     assert again.onnx_path == bb.onnx_path
     assert again.onnx_path.stat().st_mtime_ns == mtime  # not rewritten
-    assert not list(onnx_dir.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp"))
     model = onnx.load(str(bb.onnx_path))
     assert [o.name for o in model.graph.output] == ["embedding", "logits"]
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]

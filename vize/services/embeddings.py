@@ -24,6 +24,7 @@ from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
 EMBED_BATCH = 8
+Vectors = dict[tuple[str, str, str], np.ndarray]  # (image id, backbone, view) -> vector
 # Blob reads run ahead of the forwards in I/O threads: on object storage a read takes
 # milliseconds to tens of milliseconds, which a pool thread reading its own chunk spent idle
 # (bench/scale_bench.py: a worker used 0.76 of its core against moto's S3 server).
@@ -63,32 +64,11 @@ def ensure_embeddings(
         }
     missing = [i for i in ids if any(i not in have[k] for k in have)]
     chunks = [missing[s : s + EMBED_BATCH] for s in range(0, len(missing), EMBED_BATCH)]
-    # Chunks run in the recognizer's bounded pool: every core works on a training, and a
-    # classification request waits for at most one chunk, not for the whole training.
     prefetch = _Prefetch(blobs, [[(i, keys[i]) for i in c] for c in chunks])
-    futures = [
-        recognizer.pool.submit_for(
-            key,
-            priority,  # by default BACKGROUND: classification goes first
-            _embed_chunk,
-            prefetch,
-            index,
-            recognizer,
-            views,
-            Lane(int(priority)),
-        )
-        for index in range(len(chunks))
-    ]
-    done = 0
+    futures: list[Future[Vectors]] = []
     try:
-        for chunk, future in zip(chunks, futures, strict=True):
-            new = future.result()
-            _store_vectors(sessions, new)
-            for (image_id, bb, view), vec in new.items():
-                have[(bb, view)][image_id] = vec
-            done += len(chunk)
-            if progress:
-                progress(done / len(missing), f"Embedded {done} of {len(missing)} new images")
+        _submit_chunks(futures, recognizer, prefetch, len(chunks), key, priority, views)
+        _collect(sessions, chunks, futures, have, progress, len(missing))
     finally:
         for future in futures:
             future.cancel()
@@ -103,6 +83,53 @@ def ensure_embeddings(
     for key, cache in have.items():
         out.vectors[key] = np.stack([cache[i] for i in ids]) if ids else np.zeros((0, 0))
     return out
+
+
+def _submit_chunks(
+    futures: list[Future[Vectors]],
+    recognizer: Recognizer,
+    prefetch: _Prefetch,
+    n_chunks: int,
+    key: Hashable,
+    priority: Priority,
+    views: tuple[str, ...],
+) -> None:
+    """Every chunk's embedding, queued in the recognizer's bounded pool (appended to
+    ``futures`` one by one, so the caller cancels what was queued if one fails): every core
+    works on a training, and a classification request waits for at most one chunk."""
+    for index in range(n_chunks):
+        futures.append(
+            recognizer.pool.submit_for(
+                key,
+                priority,  # by default BACKGROUND: classification goes first
+                _embed_chunk,
+                prefetch,
+                index,
+                recognizer,
+                views,
+                Lane(int(priority)),
+            )
+        )
+
+
+def _collect(
+    sessions: Any,
+    chunks: list[list[str]],
+    futures: list[Future[Vectors]],
+    have: dict[tuple[str, str], dict[str, np.ndarray]],
+    progress: ProgressFn | None,
+    total: int,
+) -> None:
+    """Store each chunk's vectors as it comes back, in order, reporting progress."""
+    done = 0
+    for chunk, future in zip(chunks, futures, strict=True):
+        new = future.result()
+        _store_vectors(sessions, new)
+        for (image_id, bb, view), vec in new.items():
+            have[(bb, view)][image_id] = vec
+        done += len(chunk)
+        if progress:
+            progress(done / total, f"Embedded {done} of {total} new images")
 
 
 class _Prefetch:
@@ -130,9 +157,12 @@ class _Prefetch:
                 )
 
     def take(self, index: int) -> list[tuple[str, bytes]]:
-        """Chunk ``index``'s (image id, bytes), without the images deleted meanwhile."""
+        """Chunk ``index``'s (image id, bytes), without the images deleted meanwhile. Taken
+        once: the prefetcher lets go of them, so it holds only the chunks ahead."""
         self._submit_until(index + 1 + FETCH_AHEAD)
-        got = [(image_id, read.result()) for image_id, read in self._reads[index]]
+        with self._lock:
+            reads, self._reads[index] = self._reads[index], []
+        got = [(image_id, read.result()) for image_id, read in reads]
         return [(image_id, data) for image_id, data in got if data is not None]
 
     def close(self) -> None:
@@ -152,12 +182,12 @@ def _embed_chunk(
     recognizer: Recognizer,
     views: tuple[str, ...],
     lane: Lane,
-) -> dict[tuple[str, str, str], np.ndarray]:
+) -> Vectors:
     present, prepared = [], []
     for image_id, data in prefetch.take(index):
         present.append(image_id)
         prepared.append(recognizer.prepare(data))
-    out: dict[tuple[str, str, str], np.ndarray] = {}
+    out: Vectors = {}
     if not prepared:
         return out
     for view in views:
@@ -168,7 +198,7 @@ def _embed_chunk(
     return out
 
 
-def _store_vectors(sessions: Any, new: dict[tuple[str, str, str], np.ndarray]) -> None:
+def _store_vectors(sessions: Any, new: Vectors) -> None:
     """One multi-row INSERT; rows another worker stored meanwhile are kept as they are."""
     rows = [
         {"image_id": i, "backbone": bb, "view": view, "vector": vec.tobytes()}
