@@ -159,7 +159,7 @@ class Classifier:
         self.recognizer, self.limiter, self.fetcher = recognizer, limiter, fetcher
         # Keeps the images of a request with ``store_images`` for review (the app sets it).
         self.on_stored: StoreHook | None = None
-        self.calibrations = unknown.Calibrations()
+        self.calibrations = unknown.calibrations()
 
     @property
     def pool(self) -> FairPool:
@@ -195,7 +195,8 @@ class Classifier:
         setting = job.ask.threshold or job.dep.task.unknown or unknown.OFF
         cal = None
         if setting == unknown.AUTO and len(probs):
-            cal = self.calibrations.get(job.dep.model.id, job.dep.model.artifact_key, self.blobs)
+            model = job.dep.model
+            cal = unknown.calibration(self.calibrations, model.id, model.artifact_key, self.blobs)
         return unknown.apply(setting, job.dep.head, cal, probs, desc, results)
 
     def infer(self, job: Admitted) -> dict[str, Any]:

@@ -15,8 +15,6 @@ names its head stores, so models trained in fp32 stay fp32."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +34,7 @@ from vize.ml.preprocess import decode_image, hflip, preprocess
 from vize.services.backlog import EmbedBacklog
 from vize.services.budget import MemoryBudget
 from vize.services.fairpool import FairPool
+from vize.services.modelcache import ModelCache
 from vize.storage import BlobStore
 
 HEAD_CACHE_SIZE = 2000
@@ -73,8 +72,7 @@ class Recognizer:
         # admits uploads against it; see vize.services.backlog).
         self.backlog = EmbedBacklog(settings.embed_backlog)
         self.budget = MemoryBudget(settings.max_decode_bytes)
-        self._heads: OrderedDict[str, Head] = OrderedDict()
-        self._heads_lock = threading.Lock()
+        self._heads: ModelCache[Head] = ModelCache(HEAD_CACHE_SIZE)
         # (cached, computed) images of each ensure_embeddings run; the server sets its metrics
         # here, a worker process (no /metrics) leaves it unset.
         self.on_embeddings: Callable[[int, int], None] | None = None
@@ -121,17 +119,7 @@ class Recognizer:
         return out
 
     def head(self, model_id: str, artifact_key: str, blobs: BlobStore) -> Head:
-        with self._heads_lock:
-            head = self._heads.get(model_id)
-            if head is not None:
-                self._heads.move_to_end(model_id)
-                return head
-        head = Head.from_bytes(blobs.get(artifact_key))
-        with self._heads_lock:
-            self._heads[model_id] = head
-            while len(self._heads) > HEAD_CACHE_SIZE:
-                self._heads.popitem(last=False)
-        return head
+        return self._heads.get(model_id, lambda: Head.from_bytes(blobs.get(artifact_key)))
 
     def predict(self, head: Head, items: Sequence[Prepared]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, labels), L2-normalised descriptors (N, dim))."""

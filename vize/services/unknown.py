@@ -7,8 +7,6 @@ request's ``threshold`` field. ``off`` leaves the answer as the model gives it."
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy as np
 from vize.errors import InvalidInput
 from vize.ml import openset
 from vize.ml.predictor import Head
+from vize.services.modelcache import ModelCache
 from vize.storage import BlobStore
 
 OFF, AUTO = "off", "auto"
@@ -43,26 +42,19 @@ def parse_setting(value: Any, field: str = "threshold") -> str | None:
     return repr(number)
 
 
-class Calibrations:
-    """The calibrations of the models classified lately (one per app, held by its
-    classifier). A calibration is immutable per model, like its head: cached by model id."""
+def calibrations() -> ModelCache[openset.Calibration | None]:
+    """The app's cache of model calibrations (held by its classifier); a model trained before
+    calibrations existed caches None."""
+    return ModelCache(CACHE_SIZE)
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self._size = size
-        self._cache: OrderedDict[str, openset.Calibration | None] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def get(self, model_id: str, artifact_key: str, blobs: BlobStore) -> openset.Calibration | None:
-        with self._lock:
-            if model_id in self._cache:
-                self._cache.move_to_end(model_id)
-                return self._cache[model_id]
-        found = openset.from_artifact(blobs.get(artifact_key))  # outside the lock: a read
-        with self._lock:
-            self._cache[model_id] = found
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return found
+def calibration(
+    cache: ModelCache[openset.Calibration | None],
+    model_id: str,
+    artifact_key: str,
+    blobs: BlobStore,
+) -> openset.Calibration | None:
+    return cache.get(model_id, lambda: openset.from_artifact(blobs.get(artifact_key)))
 
 
 def apply(
