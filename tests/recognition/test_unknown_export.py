@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.helpers import IMAGES, image, images, upload_label, wait_training
 from tests.inprocess import AppClient
+from vize.ml import openset
 from vize.ml.backbones import get_backbone_config
 from vize.ml.preprocess import decode_image
 
@@ -49,7 +50,7 @@ def test_thresholds_unknown_and_export(client: AppClient, alice: dict, bob: dict
     task_id, ids = _trained_task(client, h)
     model = client.get(f"/v2/model/?task={task_id}", headers=h).json()["results"][0]
     thresholds = model["metrics"]["thresholds"]
-    assert thresholds["method"] == "energy+knn3"
+    assert thresholds["method"] == openset.METHOD
     assert {t["label_id"] for t in thresholds["labels"]} == set(ids.values())
     assert all(0.5 <= t["kept"] <= 1 for t in thresholds["labels"])
 

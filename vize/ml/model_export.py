@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from vize.ml.backbones import get_backbone_config
 from vize.ml.onnx_export import IR_VERSION, OPSET
-from vize.ml.openset import K_NEIGHBOURS, Calibration
+from vize.ml.openset import K_NEIGHBOURS, KNN_METHOD, Calibration, Gaussian
 from vize.ml.predictor import Head
 
 EPS = 1e-12
@@ -68,8 +68,9 @@ def build(
     g.node(act, [logits], "probabilities", **extra)
     n_labels = len(head.label_ids)
     outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", n_labels])]
-    if calibration is not None and head.kind == "multi_class" and len(calibration.references):
-        _known_score(g, feats, logits, calibration, n_labels)
+    if calibration is not None and head.kind == "multi_class" and calibration.energy_stats.size:
+        raw = [f"{name}/embedding" for name in head.backbones]
+        _known_score(g, feats, raw, logits, calibration, n_labels)
         outputs.append(
             helper.make_tensor_value_info("known_score", TensorProto.FLOAT, ["N", n_labels])
         )
@@ -145,10 +146,69 @@ def _needed_nodes(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
     return [node for node in graph.node if id(node) in wanted]
 
 
-def _known_score(g: _Graph, feats: str, logits: str, cal: Calibration, n_labels: int) -> None:
-    """``known_score`` = standardised energy + standardised mean similarity to the nearest
-    ``K_NEIGHBOURS`` references of each label (vize.ml.openset.known_scores, in float32)."""
+def _known_score(
+    g: _Graph, feats: str, raw: list[str], logits: str, cal: Calibration, n_labels: int
+) -> None:
+    """``known_score`` = standardised energy + the standardised second part of the
+    calibration's method (vize.ml.openset.known_scores, in float32)."""
     energy = g.node("ReduceLogSumExp", [logits], "energy", axes=[1], keepdims=1)
+    if cal.method == KNN_METHOD:
+        part = _knn(g, feats, cal, n_labels)
+    else:
+        assert cal.classes is not None and cal.background is not None
+        tukey = _tukey(g, raw)
+        near = _distances(g, tukey, cal.classes, "classes")
+        far = _distances(g, tukey, cal.background, "background")
+        part = g.node("Sub", [far, near], "relmaha")
+
+    def standard(x: str, stats: np.ndarray, tag: str) -> str:
+        mean = g.const(f"{tag}_mean", np.array(stats[0], np.float32))
+        std = g.const(f"{tag}_std", np.array(stats[1], np.float32))
+        return g.node("Div", [g.node("Sub", [x, mean], f"{tag}_c"), std], f"{tag}_z")
+
+    e = standard(energy, cal.energy_stats, "energy")
+    g.node("Add", [e, standard(part, cal.part_stats, "part")], "known_score")
+
+
+def _tukey(g: _Graph, raw: list[str]) -> str:
+    """Signed square root of each backbone's raw embedding, L2-normalised, concatenated."""
+    blocks = []
+    for i, emb in enumerate(raw):
+        root = g.node("Sqrt", [g.node("Abs", [emb], f"tukey_abs_{i}")], f"tukey_root_{i}")
+        signed = g.node("Mul", [g.node("Sign", [emb], f"tukey_sign_{i}"), root], f"tukey_{i}")
+        norm = g.node("ReduceL2", [signed], f"tukey_norm_{i}", axes=[1], keepdims=1)
+        norm = g.node(
+            "Max", [norm, g.const(f"tukey_eps_{i}", np.array(EPS, np.float32))], f"tukey_nz_{i}"
+        )
+        blocks.append(g.node("Div", [signed, norm], f"tukey_normalised_{i}"))
+    return g.node("Concat", blocks, "tukey", axis=1) if len(blocks) > 1 else blocks[0]
+
+
+def _distances(g: _Graph, x: str, gauss: Gaussian, tag: str) -> str:
+    """[N, C] squared Mahalanobis distances of ``x`` to the centres (Gaussian.distances)."""
+    f32 = np.float32
+    centres_t = g.const(f"{tag}_centres_t", gauss.centres.T.astype(f32))
+    centre_sq = g.const(f"{tag}_centre_sq", (gauss.centres**2).sum(axis=1).astype(f32))
+    two = g.const(f"{tag}_two", np.array(2.0, f32))
+    x_sq = g.node("ReduceSumSquare", [x], f"{tag}_x_sq", axes=[1], keepdims=1)
+    cross = g.node("Mul", [g.node("MatMul", [x, centres_t], f"{tag}_cross1"), two], f"{tag}_cross")
+    sq = g.node("Add", [g.node("Sub", [x_sq, cross], f"{tag}_sq1"), centre_sq], f"{tag}_sq2")
+    sq = g.node("Relu", [sq], f"{tag}_sq")
+    axes_t = g.const(f"{tag}_axes_t", gauss.axes.T.astype(f32))
+    proj = g.node("MatMul", [x, axes_t], f"{tag}_proj")  # [N, r]
+    one = g.const(f"{tag}_axis1", np.array([1], np.int64))
+    proj = g.node("Unsqueeze", [proj, one], f"{tag}_proj3")  # [N, 1, r]
+    centre_proj = g.const(f"{tag}_centre_proj", (gauss.centres @ gauss.axes.T).astype(f32))
+    diff = g.node("Sub", [proj, centre_proj], f"{tag}_diff")  # [N, C, r]
+    weights = 1.0 / (gauss.variances + gauss.floor) - 1.0 / gauss.floor
+    w = g.const(f"{tag}_weights", weights.astype(f32))
+    along = g.node("MatMul", [g.node("Mul", [diff, diff], f"{tag}_diff_sq"), w], f"{tag}_along")
+    floor = g.const(f"{tag}_floor", np.array(gauss.floor, f32))
+    return g.node("Add", [g.node("Div", [sq, floor], f"{tag}_iso"), along], f"{tag}_dist")
+
+
+def _knn(g: _Graph, feats: str, cal: Calibration, n_labels: int) -> str:
+    """Mean similarity to the ``K_NEIGHBOURS`` nearest references of each label."""
     refs = g.const("references_t", cal.references.astype(np.float32).T.copy())
     sims = g.node("MatMul", [feats, refs], "similarities")
     per_label = []
@@ -161,12 +221,4 @@ def _known_score(g: _Graph, feats: str, logits: str, cal: Calibration, n_labels:
         top = helper.make_node("TopK", [cols, kk], [f"top_{j}", f"top_idx_{j}"], axis=1)
         g.nodes.append(top)
         per_label.append(g.node("ReduceMean", [f"top_{j}"], f"knn_{j}", axes=[1], keepdims=1))
-    knn = g.node("Concat", per_label, "knn", axis=1)
-
-    def standard(x: str, stats: np.ndarray, tag: str) -> str:
-        mean = g.const(f"{tag}_mean", np.array(stats[0], np.float32))
-        std = g.const(f"{tag}_std", np.array(stats[1], np.float32))
-        return g.node("Div", [g.node("Sub", [x, mean], f"{tag}_c"), std], f"{tag}_z")
-
-    e = standard(energy, cal.energy_stats, "energy")
-    g.node("Add", [e, standard(knn, cal.knn_stats, "knn")], "known_score")
+    return g.node("Concat", per_label, "knn", axis=1)

@@ -425,8 +425,13 @@ def evaluate(
     # Out-of-fold probabilities, rows in ``ids`` order: data-health insights read them.
     probs_json = None if cv_probs is None else cv_probs.round(6).tolist()
     result |= {"cv_accuracy": cv_acc, "cv_folds": folds, "cv_probs": probs_json}
-    # The out-of-fold logits too (same rows), for the unknown calibration (vize.ml.openset).
+    # The out-of-fold logits and each row's fold, for the unknown calibration (vize.ml.openset).
     result["cv_logits"] = None if cv_logits is None else cv_logits.tolist()
+    result["cv_fold"] = (
+        None
+        if cv_logits is None
+        else stratified_folds(_strata(targets, kind), ids, folds, params.seed).tolist()
+    )
     return result
 
 

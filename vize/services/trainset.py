@@ -133,12 +133,13 @@ def fit(
         augment=aug,
     )
     # Unknown answers: thresholds from the cross-validated predictions, kept in the artifact.
-    cv_logits = report.pop("cv_logits", None)
+    cv_logits, cv_fold = report.pop("cv_logits", None), report.pop("cv_fold", None)
     calibration = openset.calibrate(
         head,
         X,
         openset.target_matrix(head, ts.y),
         None if cv_logits is None else np.asarray(cv_logits, dtype=np.float64),
+        None if cv_fold is None else np.asarray(cv_fold, dtype=np.int64),
     )
     names = [lbl.name for lbl in ts.labels]
     report["thresholds"] = openset.summary(calibration, names, label_ids)
