@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         description="Uploaded images waiting for background embedding beyond which uploads "
         "get 429 with Retry-After (0 = no limit).",
     )
+    embed_backlog_seconds: float = Field(
+        3.0,
+        description="Also refuse uploads while the backlog would take longer than this to "
+        "embed at the measured rate (never below 16 images; 0 = count only).",
+    )
     train_threads: int = Field(
         2, description="Images a `vize worker` embeds in parallel (about its cores)."
     )

@@ -63,3 +63,21 @@ def test_the_backlog_counts_per_user_and_corrects_itself() -> None:
     backlog.finished("b", share + 7, embedded=0, seconds=0.1)  # images embedded elsewhere
     assert backlog.total() == 1
     assert EmbedBacklog(limit=0).admit() is None  # 0: no limit
+
+
+def test_the_backlog_admits_what_the_measured_rate_embeds_in_its_seconds() -> None:
+    """Under load the embed jobs run slower, and fewer waiting images are admitted: the
+    backlog stays a few seconds of embedding work instead of a fixed count."""
+    backlog = EmbedBacklog(limit=256, seconds=3.0)
+    assert backlog.current_limit() == 60  # the first guess: 20 images/s for 3 s
+    limits = []
+    for _ in range(4):  # embed jobs at 4 images/s while classifications take the cores
+        backlog.finished("a", backlog.started("a"), embedded=40, seconds=10.0)
+        limits.append(backlog.current_limit())
+    assert limits == [36, 24, 18, 16]  # 12, 8, 6 and 5 images/s x 3 s; never below 16
+    backlog.added("a", 16)
+    with pytest.raises(Exception, match="waiting") as err:
+        backlog.admit()
+    assert getattr(err.value, "headers", {}).get("Retry-After") == "1"
+    assert EmbedBacklog(limit=10, seconds=3.0).current_limit() == 10  # the count still caps
+    assert EmbedBacklog(limit=256, seconds=0).current_limit() == 256  # 0: the count only

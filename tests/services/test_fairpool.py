@@ -76,6 +76,29 @@ def test_interactive_work_goes_before_background_work() -> None:
         pool.shutdown()
 
 
+def test_background_work_leaves_a_worker_free_while_serving(pool: FairPool) -> None:
+    """Within INTERACTIVE_WINDOW of interactive work, background tasks hold at most one of the
+    two workers, so a classification never waits for one to end; then they take both."""
+    pool.submit_for("alice", Priority.INTERACTIVE, lambda: None).result(timeout=WAIT)
+    gate = threading.Event()
+    background = [pool.submit_for("embed", Priority.BACKGROUND, gate.wait, WAIT) for _ in range(2)]
+    started(background[0])
+    time.sleep(0.1)
+    assert not background[1].running()  # held back: serving is going on
+    classify = pool.submit_for("bob", Priority.INTERACTIVE, lambda: "answered")
+    assert classify.result(timeout=1.0) == "answered"  # a free worker was waiting for it
+    started(background[1])  # the window passed without interactive work: both cores again
+    gate.set()
+    assert all(f.result(timeout=WAIT) for f in background)
+
+
+def test_background_work_takes_every_worker_when_nobody_is_served(pool: FairPool) -> None:
+    both = threading.Barrier(3)
+    futures = [pool.submit_for("embed", Priority.BACKGROUND, both.wait, WAIT) for _ in range(2)]
+    both.wait(WAIT)  # both run at once (a training uses every core), else this times out
+    assert all(f.result(timeout=WAIT) is not None for f in futures)
+
+
 def test_users_take_turns() -> None:
     pool = FairPool(1, name="test-rr")
     try:

@@ -15,6 +15,7 @@ from tests.api.helpers import assert_error
 from tests.inprocess import AppClient
 from tests.similar.conftest import COOL, MISLABELLED, WARM, train, upload
 from tests.similar.images import altered, mirrored, png
+from vize.services import similarity
 from vize.services.fairpool import Priority
 
 
@@ -202,3 +203,35 @@ def test_the_search_runs_in_the_fair_pool_as_its_user(
             searching.join(60)
     assert order == ["other", "owner"]
     assert result["r"].status_code == 200, result["r"].text
+
+
+def test_an_upload_unlike_every_image_runs_no_forward(
+    mclient: AppClient, owner: dict, task: dict, copies: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The near-duplicate check compares colour layouts first: a picture whose layout is like
+    none of the task's is not embedded during its upload (no forward in the pool that
+    classifications wait on); a near copy still is, and is still reported."""
+    real = similarity.load_vectors
+    embedded_inline: list[str] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        embedded_inline.extend(row[0] for row in args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(similarity, "load_vectors", counting)
+    h, warm = owner["headers"], task["labels"]["warm"]
+    made = []
+    try:
+        distinct = upload(mclient, h, png(301, "warm"), warm)
+        assert distinct.status_code == 201, distinct.text
+        made.append(distinct.json()["id"])
+        assert distinct.json()["near_duplicate_of"] == []
+        assert embedded_inline == []
+        near = upload(mclient, h, altered(WARM[5], "warm"), warm)
+        assert near.status_code == 201, near.text
+        made.append(near.json()["id"])
+        assert near.json()["near_duplicate_of"] == [task["images"][WARM[5]]]
+        assert embedded_inline == [near.json()["id"]]
+    finally:
+        for image_id in made:
+            mclient.delete(f"/v2/training-image/{image_id}", headers=h)

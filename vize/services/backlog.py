@@ -4,9 +4,10 @@ Each new image queues background embedding (``VIZE_EMBED_ON_UPLOAD``). Embedding
 classification (``FairPool`` priorities, ``ForwardBatcher`` lanes), so under load a burst of
 uploads would grow an ever longer backlog of images waiting for a forward. ``EmbedBacklog``
 counts, per workspace, the images uploaded to this process that its embed jobs have not reached
-yet; beyond ``limit`` in all, an upload is refused with 429 ``embedding_backlog`` and a
-``Retry-After`` of the time the backlog takes to drain at the rate embed jobs actually ran
-(measured, so it is the rate the machine can embed *while* serving).
+yet; beyond ``limit`` in all, or beyond what the embed jobs get through in ``seconds`` at the
+rate they actually ran (measured, so it is the rate the machine can embed *while* serving:
+low when classifications take the cores), an upload is refused with 429 ``embedding_backlog``
+and a ``Retry-After`` of the time the excess takes to drain at that rate.
 
 The count corrects itself: an embed job takes the workspace's count when it starts and subtracts
 it when it ends, whatever it found (images deleted meanwhile, or embedded by a training,
@@ -25,11 +26,13 @@ from vize.errors import TooManyRequests
 # Until an embed job has run: a conservative guess of images embedded per second.
 DEFAULT_RATE = 20.0
 MAX_RETRY_SECONDS = 60
+MIN_LIMIT = 16  # the time bound never refuses a small batch on a slow machine
 
 
 class EmbedBacklog:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, seconds: float = 0.0) -> None:
         self.limit = limit
+        self.seconds = seconds
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
         self._rate = DEFAULT_RATE  # images/s, moving average over embed jobs
@@ -44,13 +47,22 @@ class EmbedBacklog:
             return
         with self._lock:
             total, rate = sum(self._pending.values()), self._rate
-        if total >= self.limit:
-            retry = min(MAX_RETRY_SECONDS, max(1, math.ceil((total - self.limit + 1) / rate)))
+        limit = self.current_limit(rate)
+        if total >= limit:
+            retry = min(MAX_RETRY_SECONDS, max(1, math.ceil((total - limit + 1) / rate)))
             raise TooManyRequests(
                 f"{total} uploaded images are waiting to be processed; retry in {retry} s.",
                 code="embedding_backlog",
                 headers={"Retry-After": str(retry)},
             )
+
+    def current_limit(self, rate: float | None = None) -> int:
+        """The backlog admitted now: ``limit``, or less when the measured rate would take
+        longer than ``seconds`` to embed it."""
+        if self.seconds <= 0:
+            return self.limit
+        rate = self._rate if rate is None else rate
+        return min(self.limit, max(MIN_LIMIT, math.floor(rate * self.seconds)))
 
     def added(self, workspace_id: str, images: int = 1) -> None:
         with self._lock:

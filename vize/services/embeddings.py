@@ -23,7 +23,7 @@ from vize.services.fairpool import Priority
 from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
-EMBED_BATCH = 8
+EMBED_BATCH = 2
 Vectors = dict[tuple[str, str, str], np.ndarray]  # (image id, backbone, view) -> vector
 # Blob reads run ahead of the forwards in I/O threads: on object storage a read takes
 # milliseconds to tens of milliseconds, which a pool thread reading its own chunk spent idle

@@ -11,8 +11,12 @@ them. Here each submitted task carries a key (the user) and a priority:
   user holds fewer than ``per_key`` workers, so with two workers a second user always finds
   one free (or about to be) however many costly images the first one sends. Ordinary tasks
   take any idle worker: one user alone still uses every core.
-  Background work takes every idle worker (a training uses all cores) but a queued
-  interactive task goes first as soon as a worker frees up.
+  Background work takes every idle worker while nobody is being served (a training uses all
+  cores), but a queued interactive task goes first as soon as a worker frees up. While
+  interactive work has arrived within ``INTERACTIVE_WINDOW``, background work holds at most
+  ``workers - 1`` workers: a classification never waits for a background task to end
+  (with uploads streaming in, the background embedding otherwise filled every gap between
+  requests and the next request waited for a chunk: bench/load_bench.py).
 
 The pool is an ``Executor``: ``loop.run_in_executor(pool, fn)`` works and counts as anonymous
 interactive work (the shared key ``None``)."""
@@ -20,6 +24,7 @@ interactive work (the shared key ``None``)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future
@@ -33,6 +38,9 @@ class Priority(IntEnum):
     BACKGROUND = 1  # embeddings after uploads, training chunks
 
 
+INTERACTIVE_WINDOW = 0.5  # seconds since the last interactive task that count as "serving"
+
+
 @dataclass
 class _Task:
     fn: Callable[..., Any]
@@ -40,6 +48,7 @@ class _Task:
     kwargs: dict[str, Any]
     key: Hashable
     capped: bool = False
+    priority: Priority = Priority.INTERACTIVE
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -57,6 +66,8 @@ class FairPool(Executor):
             p: OrderedDict() for p in Priority
         }
         self._running: Counter[Hashable] = Counter()
+        self._busy: Counter[Priority] = Counter()
+        self._last_interactive = -float("inf")
         self._shutdown = False
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
@@ -81,10 +92,12 @@ class FairPool(Executor):
     ) -> Future[Any]:
         """Queue ``fn(*args, **kwargs)`` for ``key`` (a user); ``capped``: a costly task, which
         waits while the key holds ``per_key`` workers."""
-        task = _Task(fn, args, kwargs, key, capped)
+        task = _Task(fn, args, kwargs, key, capped, priority=priority)
         with self._cond:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new work after shutdown")
+            if priority is Priority.INTERACTIVE:
+                self._last_interactive = time.monotonic()
             queue = self._queues[priority]
             queue.setdefault(key, deque()).append(task)
             self._cond.notify()
@@ -117,6 +130,8 @@ class FairPool(Executor):
         skipping a user whose next task is costly while they hold their share of workers."""
         for priority in Priority:
             queue = self._queues[priority]
+            if priority is Priority.BACKGROUND and queue and self._serving():
+                continue
             for key in list(queue):
                 tasks = queue[key]
                 if tasks[0].capped and self._running[key] >= self.per_key:
@@ -129,6 +144,11 @@ class FairPool(Executor):
                 return task
         return None
 
+    def _serving(self) -> bool:
+        """Whether background work must leave a worker free (lock held)."""
+        recent = time.monotonic() - self._last_interactive < INTERACTIVE_WINDOW
+        return recent and self._busy[Priority.BACKGROUND] >= max(1, self.workers - 1)
+
     def _work(self) -> None:
         while True:
             with self._cond:
@@ -136,9 +156,12 @@ class FairPool(Executor):
                 while task is None:
                     if self._shutdown and not any(self._queues.values()):
                         return
-                    self._cond.wait()
+                    # Background work held back by _serving() may start once the window ends.
+                    held = bool(self._queues[Priority.BACKGROUND])
+                    self._cond.wait(INTERACTIVE_WINDOW if held else None)
                     task = self._next()
                 self._running[task.key] += 1
+                self._busy[task.priority] += 1
             try:
                 if task.future.set_running_or_notify_cancel():
                     try:
@@ -147,6 +170,7 @@ class FairPool(Executor):
                         task.future.set_exception(exc)
             finally:
                 with self._cond:
+                    self._busy[task.priority] -= 1
                     self._running[task.key] -= 1
                     if not self._running[task.key]:
                         del self._running[task.key]

@@ -70,7 +70,7 @@ class Recognizer:
         self.pool = FairPool(cores, name="vize-infer")
         # Images uploaded here that background embedding has not reached yet (the server
         # admits uploads against it; see vize.services.backlog).
-        self.backlog = EmbedBacklog(settings.embed_backlog)
+        self.backlog = EmbedBacklog(settings.embed_backlog, settings.embed_backlog_seconds)
         self.budget = MemoryBudget(settings.max_decode_bytes)
         self._heads: ModelCache[Head] = ModelCache(HEAD_CACHE_SIZE)
         # (cached, computed) images of each ensure_embeddings run; the server sets its metrics

@@ -366,10 +366,12 @@ def near_duplicates_of(
     """The workspace's images in the new image's tasks that it nearly duplicates, best first.
 
     Compared only with images already embedded (the background embedding catches up with
-    the rest), so an upload into a task whose images have no vectors yet costs nothing; else
-    it embeds the new image now (stored, the background job then skips it). The others are
-    read ``SCAN_CHUNK`` at a time (memory stays one chunk whatever the task); at most
-    ``UPLOAD_LAYOUTS`` missing colour layouts are computed per upload."""
+    the rest), so an upload into a task whose images have no vectors yet costs nothing. The
+    colour layouts go first: a near-duplicate needs a layout cosine >= ``DUPLICATE_LAYOUT``,
+    and a layout costs a thumbnail read where the backbone costs a forward in the pool that
+    classifications wait on. Only when some image passes does the upload embed the new image
+    now (stored: the background job then skips it). The others' layouts are read
+    ``SCAN_CHUNK`` at a time; at most ``UPLOAD_LAYOUTS`` missing ones are computed per upload."""
     with sessions() as db:
         image = db.get(Image, image_id)
         if image is None or image.workspace_id != workspace_id:
@@ -383,24 +385,43 @@ def near_duplicates_of(
         missing = set(unembedded(db, sorted(rows), recognizer.backbones))
         mine = (image.id, image.blob_key, image.thumb_key)
     others = [rows[i] for i in sorted(rows) if i not in missing]
-    if not others:
+    candidates = _same_layout(sessions, blobs, mine, others) if others else []
+    if not candidates:
         return []
     # The upload waits for this: the workspace's interactive share of the pool.
     new = load_vectors(sessions, blobs, recognizer, [mine], workspace_id, Priority.INTERACTIVE)
     if not new.ids:
         return []
-    found: list[tuple[str, float]] = []
-    budget = UPLOAD_LAYOUTS
-    for start in range(0, len(others), SCAN_CHUNK):
-        part = others[start : start + SCAN_CHUNK]
-        index, made = cached_vectors(sessions, blobs, recognizer.backbones, part, budget)
-        budget -= made
-        if not index.ids:
-            continue
-        cnn, layout = part_similarities(index.matrix, new.matrix[:1])
-        sims = CNN_WEIGHT * cnn[:, 0] + (1 - CNN_WEIGHT) * layout[:, 0]
-        found += [
-            (index.ids[j], float(sims[j])) for j in np.flatnonzero(is_near(cnn[:, 0], layout[:, 0]))
-        ]
+    index, _ = cached_vectors(sessions, blobs, recognizer.backbones, candidates, 0)
+    if not index.ids:
+        return []
+    cnn, layout = part_similarities(index.matrix, new.matrix[:1])
+    sims = CNN_WEIGHT * cnn[:, 0] + (1 - CNN_WEIGHT) * layout[:, 0]
+    found = [
+        (index.ids[j], float(sims[j])) for j in np.flatnonzero(is_near(cnn[:, 0], layout[:, 0]))
+    ]
     found.sort(key=lambda hit: -hit[1])
     return [i for i, _ in found]
+
+
+def _same_layout(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    mine: tuple[str, str, str],
+    others: list[tuple[str, str, str]],
+) -> list[tuple[str, str, str]]:
+    """The rows of ``others`` whose colour layout is as close to ``mine``'s as a
+    near-duplicate's must be (layouts computed now are cached, within the upload's budget)."""
+    own, _ = layouts_of(sessions, blobs, [(mine[0], mine[2])])
+    if mine[0] not in own:  # deleted meanwhile
+        return []
+    found, budget = [], UPLOAD_LAYOUTS
+    for start in range(0, len(others), SCAN_CHUNK):
+        part = others[start : start + SCAN_CHUNK]
+        layouts, made = layouts_of(sessions, blobs, [(i, t) for i, _, t in part], budget)
+        budget -= made
+        have = [row for row in part if row[0] in layouts]
+        if have:
+            cosines = np.stack([layouts[row[0]] for row in have]) @ own[mine[0]]
+            found += [row for row, c in zip(have, cosines, strict=True) if c >= DUPLICATE_LAYOUT]
+    return found
