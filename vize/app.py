@@ -202,7 +202,7 @@ def _nothing(caller: Caller, images: int) -> None:
     return None
 
 
-def _admit_all() -> None:
+def _admit_all(workspace_id: str) -> None:
     return None
 
 

@@ -81,3 +81,18 @@ def test_the_backlog_admits_what_the_measured_rate_embeds_in_its_seconds() -> No
     assert getattr(err.value, "headers", {}).get("Retry-After") == "1"
     assert EmbedBacklog(limit=10, seconds=3.0).current_limit() == 10  # the count still caps
     assert EmbedBacklog(limit=256, seconds=0).current_limit() == 256  # 0: the count only
+
+
+def test_a_full_backlog_still_admits_another_workspace_its_share() -> None:
+    """One workspace flooding uploads fills the backlog; another one still gets an equal
+    share of it, then is refused too."""
+    backlog = EmbedBacklog(limit=10)
+    backlog.added("flood", 10)
+    with pytest.raises(Exception, match="waiting"):
+        backlog.admit("flood")
+    backlog.admit("quiet")  # nothing of its own waiting
+    backlog.added("quiet", 4)
+    backlog.admit("quiet")  # 4 < 10 / 2 workspaces
+    backlog.added("quiet", 1)
+    with pytest.raises(Exception, match="waiting"):
+        backlog.admit("quiet")

@@ -71,7 +71,7 @@ class Services:
     runner: JobRunner
     jobs: JobContext | None  # None with a broker: the workers run the jobs, with their own
     after_upload: Callable[[Caller, int], None]  # the uploader and how many new images
-    admit_upload: Callable[[], None]  # 429 while the embedding backlog is full
+    admit_upload: Callable[[str], None]  # 429 while the embedding backlog is full
     fetcher: UrlFetcher  # per-user cap on URL fetches, one TLS context
     metrics: Metrics  # this process's /metrics
     sweeper: OrphanSweeper | None  # the background orphan sweep (VIZE_ORPHAN_SWEEP)

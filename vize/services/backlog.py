@@ -41,13 +41,19 @@ class EmbedBacklog:
         with self._lock:
             return sum(self._pending.values())
 
-    def admit(self) -> None:
-        """Raise 429 with ``Retry-After`` while the backlog is full (``limit`` 0: never)."""
+    def admit(self, workspace_id: str | None = None) -> None:
+        """Raise 429 with ``Retry-After`` while the backlog is full (``limit`` 0: never).
+        A full backlog still admits a workspace holding less than an equal share of it, so
+        one workspace flooding uploads cannot lock the others out."""
         if self.limit <= 0:
             return
         with self._lock:
             total, rate = sum(self._pending.values()), self._rate
+            mine = self._pending.get(workspace_id, 0) if workspace_id is not None else None
+            sharing = len(self._pending) + (1 if not mine else 0)
         limit = self.current_limit(rate)
+        if mine is not None and mine < limit / sharing:
+            return
         if total >= limit:
             retry = min(MAX_RETRY_SECONDS, max(1, math.ceil((total - limit + 1) / rate)))
             raise TooManyRequests(

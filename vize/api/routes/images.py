@@ -199,7 +199,8 @@ def _duplicate_body(image_json: dict[str, Any]) -> dict[str, Any]:
 async def upload(
     request: Request, response: Response, state: State, caller: CurrentCaller, fields: Fields
 ) -> dict[str, Any]:
-    state.services.admit_upload()  # before any decoding: 429 while embedding is behind
+    # Before any decoding: 429 while embedding is behind (the workspace's share of it).
+    state.services.admit_upload(caller.workspace_id)
     if "records" in fields:
         return await _upload_batch(request, response, state, caller, fields)
     upload_file = fields.get("img_path") or fields.get("file")
