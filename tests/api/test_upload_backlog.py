@@ -69,6 +69,8 @@ def test_the_backlog_admits_what_the_measured_rate_embeds_in_its_seconds() -> No
     """Under load the embed jobs run slower, and fewer waiting images are admitted: the
     backlog stays a few seconds of embedding work instead of a fixed count."""
     backlog = EmbedBacklog(limit=256, seconds=3.0)
+    assert backlog.current_limit() == 256  # nobody is being served: the count alone
+    backlog.serving()  # a classification
     assert backlog.current_limit() == 60  # the first guess: 20 images/s for 3 s
     limits = []
     for _ in range(4):  # embed jobs at 4 images/s while classifications take the cores
@@ -79,7 +81,9 @@ def test_the_backlog_admits_what_the_measured_rate_embeds_in_its_seconds() -> No
     with pytest.raises(Exception, match="waiting") as err:
         backlog.admit()
     assert getattr(err.value, "headers", {}).get("Retry-After") == "1"
-    assert EmbedBacklog(limit=10, seconds=3.0).current_limit() == 10  # the count still caps
+    capped = EmbedBacklog(limit=10, seconds=3.0)
+    capped.serving()
+    assert capped.current_limit() == 10  # the count still caps
     assert EmbedBacklog(limit=256, seconds=0).current_limit() == 256  # 0: the count only
 
 

@@ -71,6 +71,10 @@ class Embedder:
         # session, for the life of the process; without it that memory goes back after each
         # run (bench/memory_bench.py: see BENCHMARKS.md for the measured difference).
         opts.enable_cpu_mem_arena = self.cpu_arena
+        # The intra-op threads spin while a forward runs (its many short parallel sections
+        # need them awake) but stop as soon as it returns: spinning on afterwards took the
+        # cores from the request's decoding, the event loop and the next request.
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
         return opts
 
     def _run(self, name: str, batch: ArrayBatch, output: str) -> np.ndarray:

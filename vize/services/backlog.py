@@ -4,10 +4,12 @@ Each new image queues background embedding (``VIZE_EMBED_ON_UPLOAD``). Embedding
 classification (``FairPool`` priorities, ``ForwardBatcher`` lanes), so under load a burst of
 uploads would grow an ever longer backlog of images waiting for a forward. ``EmbedBacklog``
 counts, per workspace, the images uploaded to this process that its embed jobs have not reached
-yet; beyond ``limit`` in all, or beyond what the embed jobs get through in ``seconds`` at the
-rate they actually ran (measured, so it is the rate the machine can embed *while* serving:
-low when classifications take the cores), an upload is refused with 429 ``embedding_backlog``
-and a ``Retry-After`` of the time the excess takes to drain at that rate.
+yet; beyond ``limit`` in all, or, while classifications are being served, beyond what the
+embed jobs get through in ``seconds`` at the rate they actually ran (measured, so it is the
+rate the machine can embed *while* serving: low when classifications take the cores), an
+upload is refused with 429 ``embedding_backlog`` and a ``Retry-After`` of the time the excess
+takes to drain at that rate. Without classifications the count alone applies: a burst of
+uploads into an idle server is not cut short by a rate measured on a busy machine.
 
 The count corrects itself: an embed job takes the workspace's count when it starts and subtracts
 it when it ends, whatever it found (images deleted meanwhile, or embedded by a training,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 
 from vize.errors import TooManyRequests
@@ -27,6 +30,7 @@ from vize.errors import TooManyRequests
 DEFAULT_RATE = 20.0
 MAX_RETRY_SECONDS = 60
 MIN_LIMIT = 16  # the time bound never refuses a small batch on a slow machine
+SERVING_WINDOW = 5.0  # seconds after a classification during which the time bound applies
 
 
 class EmbedBacklog:
@@ -36,6 +40,7 @@ class EmbedBacklog:
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
         self._rate = DEFAULT_RATE  # images/s, moving average over embed jobs
+        self._last_served = -float("inf")  # monotonic time of the last classification
 
     def total(self) -> int:
         with self._lock:
@@ -62,10 +67,14 @@ class EmbedBacklog:
                 headers={"Retry-After": str(retry)},
             )
 
+    def serving(self) -> None:
+        """A classification was admitted (the time bound applies for ``SERVING_WINDOW``)."""
+        self._last_served = time.monotonic()
+
     def current_limit(self, rate: float | None = None) -> int:
-        """The backlog admitted now: ``limit``, or less when the measured rate would take
-        longer than ``seconds`` to embed it."""
-        if self.seconds <= 0:
+        """The backlog admitted now: ``limit``, or, while classifications are served, less
+        when the measured rate would take longer than ``seconds`` to embed it."""
+        if self.seconds <= 0 or time.monotonic() - self._last_served > SERVING_WINDOW:
             return self.limit
         rate = self._rate if rate is None else rate
         return min(self.limit, max(MIN_LIMIT, math.floor(rate * self.seconds)))

@@ -179,6 +179,8 @@ class Classifier:
             if self.limiter is not None:
                 self.limiter.check(caller, len(ask.records))
             dep = resolve(db, self.recognizer, self.blobs, caller, ask.task_id, ask.version)
+        # Uploads waiting for embedding are held to what the machine embeds while serving.
+        self.recognizer.backlog.serving()
         # One deadline for every `_url` of the request, and the caller's cap on fetches.
         budget = FetchBudget.start(self.settings, caller.actor, self.fetcher)
         data = record_data(self.settings, ask.records, budget)

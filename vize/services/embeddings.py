@@ -23,7 +23,11 @@ from vize.services.fairpool import Priority
 from vize.services.recognition import Recognizer, cached_embeddings
 from vize.storage import BlobStore
 
-EMBED_BATCH = 2
+EMBED_BATCH = 8
+# Embedding after uploads runs while classifications are served: smaller chunks, so a
+# classification that finds both workers busy waits for 2 forwards at most, not 8 (on this CPU
+# an 8-image forward also cost more per image than a 1-image one).
+UPLOAD_BATCH = 2
 Vectors = dict[tuple[str, str, str], np.ndarray]  # (image id, backbone, view) -> vector
 # Blob reads run ahead of the forwards in I/O threads: on object storage a read takes
 # milliseconds to tens of milliseconds, which a pool thread reading its own chunk spent idle
@@ -50,6 +54,7 @@ def ensure_embeddings(
     progress: ProgressFn | None = None,
     key: Hashable = "embedding",
     priority: Priority = Priority.BACKGROUND,
+    batch: int = EMBED_BATCH,
 ) -> EmbeddingSet:
     """Embed every (image id, blob key) not cached yet, in batches; return all vectors.
     ``key`` and ``priority`` place the chunks in the fair pool: a request embedding for a
@@ -63,7 +68,7 @@ def ensure_embeddings(
             for view in views
         }
     missing = [i for i in ids if any(i not in have[k] for k in have)]
-    chunks = [missing[s : s + EMBED_BATCH] for s in range(0, len(missing), EMBED_BATCH)]
+    chunks = [missing[s : s + batch] for s in range(0, len(missing), batch)]
     prefetch = _Prefetch(blobs, [[(i, keys[i]) for i in c] for c in chunks])
     futures: list[Future[Vectors]] = []
     try:
@@ -200,6 +205,8 @@ def _embed_chunk(
 
 def _store_vectors(sessions: Any, new: Vectors) -> None:
     """One multi-row INSERT; rows another worker stored meanwhile are kept as they are."""
+    if not new:  # every image of the chunk was deleted meanwhile
+        return
     rows = [
         {"image_id": i, "backbone": bb, "view": view, "vector": vec.tobytes()}
         for (i, bb, view), vec in new.items()
@@ -231,7 +238,13 @@ def embed_new(ctx: JobContext, job: Job, progress: ProgressFn) -> str:
     images = [(image_id, key) for image_id, key in rows]
     try:
         ensure_embeddings(
-            ctx.sessions, ctx.blobs, ctx.recognizer, images, ctx.views, progress=progress
+            ctx.sessions,
+            ctx.blobs,
+            ctx.recognizer,
+            images,
+            ctx.views,
+            progress=progress,
+            batch=UPLOAD_BATCH,
         )
     finally:  # done or failed, these uploads leave the backlog (a retry finds them again)
         backlog.finished(job.workspace_id, share, len(images), time.perf_counter() - started)
