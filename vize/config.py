@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     )
     embed_backlog_seconds: float = Field(
         3.0,
-        description="Also refuse uploads while the backlog would take longer than this to "
-        "embed at the measured rate (never below 16 images; 0 = count only).",
+        description="While classifications are served, also refuse uploads once the backlog "
+        "would take longer than this to embed at the measured rate (never below 16 images; "
+        "0 = count only).",
     )
     train_threads: int = Field(
         2, description="Images a `vize worker` embeds in parallel (about its cores)."
