@@ -392,14 +392,16 @@ def near_duplicates_of(
     new = load_vectors(sessions, blobs, recognizer, [mine], workspace_id, Priority.INTERACTIVE)
     if not new.ids:
         return []
-    index, _ = cached_vectors(sessions, blobs, recognizer.backbones, candidates, 0)
-    if not index.ids:
-        return []
-    cnn, layout = part_similarities(index.matrix, new.matrix[:1])
-    sims = CNN_WEIGHT * cnn[:, 0] + (1 - CNN_WEIGHT) * layout[:, 0]
-    found = [
-        (index.ids[j], float(sims[j])) for j in np.flatnonzero(is_near(cnn[:, 0], layout[:, 0]))
-    ]
+    found: list[tuple[str, float]] = []
+    for start in range(0, len(candidates), SCAN_CHUNK):  # memory and IN lists stay bounded
+        part = candidates[start : start + SCAN_CHUNK]
+        index, _ = cached_vectors(sessions, blobs, recognizer.backbones, part, 0)
+        if not index.ids:
+            continue
+        cnn, layout = part_similarities(index.matrix, new.matrix[:1])
+        sims = CNN_WEIGHT * cnn[:, 0] + (1 - CNN_WEIGHT) * layout[:, 0]
+        near = np.flatnonzero(is_near(cnn[:, 0], layout[:, 0]))
+        found += [(index.ids[j], float(sims[j])) for j in near]
     found.sort(key=lambda hit: -hit[1])
     return [i for i, _ in found]
 
